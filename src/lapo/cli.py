@@ -1,0 +1,43 @@
+"""`lapo <command> [args]`: one entry point, each command owned by its module's `main(argv)`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, one-line help). Modules are imported lazily so `lapo score --help`
+# never pays for importing torch.
+COMMANDS = {
+    "train": ("lapo.train", "run stage 1 (Discovery), the hand-off and stage 2 (Internalization)"),
+    "eval": ("lapo.evaluate", "Pass@1 over k samples, tokens, per-level breakdown, budget adherence"),
+    "report": ("lapo.report", "markdown tables and PNG plots from eval results and run directories"),
+    "score": ("lapo.scoring", "score rollouts offline with the LAPO-D or LAPO-I reward"),
+    "stats": ("lapo.scoring", "summarise a length-statistics file"),
+    "warmstart": ("lapo.warmstart", "SFT the overthinking base model of the embedded task"),
+    "quickstart": ("lapo.quickstart", "the embedded default: base -> LAPO-D -> LAPO-I, evaluated and reported"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: lapo <command> [options]", "", "commands:"]
+    lines += [f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "Run `lapo <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"lapo: unknown command {name!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    entry = getattr(module, f"{name}_main", None) or module.main
+    return int(entry(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

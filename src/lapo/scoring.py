@@ -1,0 +1,189 @@
+"""Offline scoring: LAPO's rewards on rollouts from any engine (`lapo score`), and `lapo stats`.
+
+`lapo score --stage discovery|internalization --input rollouts.jsonl` reads lines
+``{"problem_id", "completion", "answer", "num_tokens"?, "budget"?}``, groups them by ``problem_id``
+(a group may be spread over the file: order does not matter) and writes every line back with
+``correct``, ``length_reward``, ``reward`` (and ``band`` for discovery, ``target`` for internalization).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from lapo import length
+from lapo.answers import DEFAULT_TIMEOUT_S, AnswerChecker
+from lapo.stats import LengthStats, load_targets
+
+REQUIRED = ("problem_id", "completion", "answer")
+
+
+def group_indices(problem_ids: Sequence[str]) -> dict[str, list[int]]:
+    """Row indices per problem, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, pid in enumerate(problem_ids):
+        groups.setdefault(str(pid), []).append(i)
+    return groups
+
+
+def score_rows(
+    rows: Sequence[dict],
+    stage: str,
+    checker: AnswerChecker,
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    targets: dict[str, int] | None = None,
+    weight: float | None = None,
+    low: float = length.BAND_LOW,
+    high: float = length.BAND_HIGH,
+    decay: float = length.DECAY_TOKENS,
+    sigma: float = length.SIGMA_TOKENS,
+) -> list[dict]:
+    """Each row with ``correct``, ``num_tokens``, ``length_reward``, ``reward`` and the group's band/target."""
+    if stage not in ("discovery", "internalization"):
+        raise ValueError(f"stage {stage!r} is unknown: use 'discovery' or 'internalization'.")
+    rows = [dict(row) for row in rows]
+    correct = checker.check_many([str(r["completion"]) for r in rows], [str(r["answer"]) for r in rows])
+    for row, ok in zip(rows, correct):
+        row["correct"] = ok
+        row["num_tokens"] = _num_tokens(row, count_tokens)
+    for pid, idx in group_indices([r["problem_id"] for r in rows]).items():
+        group = [rows[i] for i in idx]
+        flags, lengths = [r["correct"] for r in group], [r["num_tokens"] for r in group]
+        if stage == "discovery":
+            w = length.DISCOVERY_WEIGHT if weight is None else weight
+            score = length.discovery_rewards(flags, lengths, weight=w, low=low, high=high, decay=decay)
+            extra = {"band": list(score.band) if score.band else None}
+        else:
+            w = length.INTERNALIZATION_WEIGHT if weight is None else weight
+            score = length.internalization_rewards(flags, lengths, _group_budget(group, pid, targets), weight=w, sigma=sigma)
+            extra = {"target": score.target}
+        for row, reward, length_reward in zip(group, score.rewards, score.length_rewards):
+            row.update(reward=reward, length_reward=length_reward, **extra)
+    return rows
+
+
+def _num_tokens(row: dict, count_tokens: Callable[[str], int] | None) -> int:
+    if row.get("num_tokens") is not None:
+        return int(row["num_tokens"])
+    if count_tokens is None:
+        raise ValueError(
+            f"row of problem {row['problem_id']!r} has no num_tokens: add it to every line or pass --tokenizer."
+        )
+    return count_tokens(str(row["completion"]))
+
+
+def _group_budget(group: list[dict], problem_id: str, targets: dict[str, int] | None) -> float | None:
+    """The group's N: the rows' ``budget``, else the target map's entry; None means the group median."""
+    budgets = {r.get("budget") for r in group} - {None}
+    if len(budgets) > 1:
+        raise ValueError(f"problem {problem_id!r} has rows with different budgets {sorted(budgets)}: one per problem.")
+    if budgets:
+        return float(budgets.pop())
+    return float(targets[problem_id]) if targets and problem_id in targets else None
+
+
+# -------------------------------------------------------------------------------------------------- I/O
+
+
+def read_rollouts(path: Path) -> list[dict]:
+    """JSON lines with at least problem_id, completion and answer; errors name the file and line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no rollout file at {path}.")
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not JSON ({error}).") from None
+            missing = [k for k in REQUIRED if k not in row] if isinstance(row, dict) else list(REQUIRED)
+            if missing:
+                raise ValueError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {REQUIRED}.")
+            rows.append(row)
+    return rows
+
+
+def token_counter(name_or_path: str) -> Callable[[str], int]:
+    """Counts completion tokens with a Hugging Face tokenizer (no special tokens added)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _write_lines(rows: Iterable[dict], out: str | None) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if out in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lapo score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", required=True, choices=["discovery", "internalization"])
+    p.add_argument("--input", required=True, type=Path, help="rollouts as JSON lines")
+    p.add_argument("--output", default="-", help="where to write the scored lines (default: stdout)")
+    p.add_argument("--tokenizer", help="tokenizer name or path, to count tokens of lines without num_tokens")
+    p.add_argument("--targets", type=Path, help="stage-1 target map (targets.json) for lines without budget")
+    p.add_argument("--weight", type=float, help="length-reward weight (default 0.7 discovery, 0.8 internalization)")
+    p.add_argument("--low", type=float, default=length.BAND_LOW, help="band's low percentile (paper: 30)")
+    p.add_argument("--high", type=float, default=length.BAND_HIGH, help="band's high percentile (paper: 70)")
+    p.add_argument("--decay", type=float, default=length.DECAY_TOKENS, help="tokens over which the band reward decays (paper: 100)")
+    p.add_argument("--sigma", type=float, default=length.SIGMA_TOKENS, help="width of the stage-2 Gaussian (paper: 120)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per answer check")
+    p.add_argument("--answer-fallback", default="none", choices=["none", "last_number"])
+    p.add_argument("--workers", type=int, default=2, help="math-verify worker processes")
+    return p
+
+
+def score_main(argv: list[str]) -> int:
+    args = _score_parser().parse_args(argv)
+    if not 0 <= args.low < args.high <= 100:
+        raise SystemExit(f"lapo score: --low {args.low} must be below --high {args.high}, both within [0, 100].")
+    if args.decay <= 0 or args.sigma <= 0 or (args.weight is not None and args.weight < 0):
+        raise SystemExit("lapo score: --decay and --sigma must be positive and --weight not negative.")
+    rows = read_rollouts(args.input)
+    targets = load_targets(args.targets) if args.targets else None
+    counter = token_counter(args.tokenizer) if args.tokenizer else None
+    with AnswerChecker(timeout_s=args.timeout, fallback=args.answer_fallback, workers=args.workers) as checker:
+        scored = score_rows(
+            rows, args.stage, checker, count_tokens=counter, targets=targets, weight=args.weight,
+            low=args.low, high=args.high, decay=args.decay, sigma=args.sigma,
+        )
+    _write_lines(scored, args.output)
+    return 0
+
+
+def stats_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lapo stats", description="Summarise a length-statistics file (length_stats.jsonl).")
+    p.add_argument("file", type=Path)
+    p.add_argument("--policy", default="last", choices=["last", "stage", "last_epoch"])
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = p.parse_args(argv)
+    summary = LengthStats.load(args.file).summary(policy=args.policy)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as lines a person reads: counts, target quantiles, a text histogram."""
+    lines = [f"{key:>22}: {summary[key]}" for key in
+             ("records", "problems", "solved_problems", "correct_completions", "sampled_completions", "steps", "policy")]
+    if "target_quantiles" in summary:
+        quantiles = "  ".join(f"{k}={v:.0f}" for k, v in summary["target_quantiles"].items())
+        lines += ["", f"target length quantiles: {quantiles}", "", "target histogram:"]
+        peak = max(b["count"] for b in summary["target_histogram"]) or 1
+        for b in summary["target_histogram"]:
+            bar = "#" * round(40 * b["count"] / peak)
+            lines.append(f"  {b['low']:>8.0f} - {b['high']:<8.0f} {b['count']:>6}  {bar}")
+    return "\n".join(lines)
+
+
+main = score_main

@@ -1,0 +1,75 @@
+"""`lapo score` and `lapo stats` from the command line, as a user of another engine runs them."""
+
+import json
+
+import pytest
+
+from lapo.answers import AnswerChecker
+from lapo.cli import main
+from lapo.scoring import score_rows
+from lapo.stats import LengthStats
+
+
+def _rows():
+    # problem a: correct lengths 10, 20, 30, 40, 50 -> band (22, 38); problem b: all wrong
+    rows = [{"problem_id": "a", "completion": f"\\boxed{{4}}", "answer": "4", "num_tokens": n} for n in (10, 20, 30, 40, 50)]
+    rows.insert(2, {"problem_id": "b", "completion": "\\boxed{5}", "answer": "6", "num_tokens": 12})
+    rows.append({"problem_id": "b", "completion": "no answer", "answer": "6", "num_tokens": 3})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def checker():
+    with AnswerChecker() as c:
+        yield c
+
+
+def test_discovery_scores_group_split_across_the_file(checker):
+    scored = score_rows(_rows(), "discovery", checker, decay=10)
+    by_len = {r["num_tokens"]: r for r in scored if r["problem_id"] == "a"}
+    assert by_len[30]["reward"] == pytest.approx(1.7) and by_len[20]["length_reward"] == pytest.approx(0.8)
+
+
+def test_discovery_band_written_per_row(checker):
+    assert score_rows(_rows(), "discovery", checker)[0]["band"] == [22.0, 38.0]
+
+
+def test_internalization_uses_row_budget(checker):
+    rows = [dict(r, budget=30) for r in _rows() if r["problem_id"] == "a"]
+    scored = score_rows(rows, "internalization", checker, sigma=10)
+    assert [r["reward"] for r in scored if r["num_tokens"] == 30] == [pytest.approx(1.8)]
+
+
+def test_internalization_uses_target_map_without_budget(checker):
+    scored = score_rows(_rows(), "internalization", checker, targets={"a": 50})
+    assert [r["target"] for r in scored if r["problem_id"] == "a"] == [50.0] * 5
+
+
+def test_missing_num_tokens_without_tokenizer_is_explained(checker):
+    rows = [{"problem_id": "a", "completion": "x", "answer": "1"}]
+    with pytest.raises(ValueError, match="--tokenizer"):
+        score_rows(rows, "discovery", checker)
+
+
+def test_cli_score_writes_every_line_back(tmp_path, capsys):
+    src = tmp_path / "rollouts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", "--stage", "discovery", "--input", str(src), "--output", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(l["problem_id"], l["correct"]) for l in lines] == [(r["problem_id"], r["answer"] == "4") for r in _rows()]
+
+
+def test_cli_score_names_line_of_bad_input(tmp_path):
+    src = tmp_path / "r.jsonl"
+    src.write_text('{"problem_id": "a", "completion": "x"}\n')
+    with pytest.raises(ValueError, match=r"r\.jsonl:1: missing field\(s\) answer"):
+        main(["score", "--stage", "discovery", "--input", str(src)])
+
+
+def test_cli_stats_prints_summary(tmp_path, capsys):
+    s = LengthStats()
+    s.record("p", 1, [10, 20, 30], 8)
+    path = s.save(tmp_path / "length_stats.jsonl")
+    assert main(["stats", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target_quantiles"]["p50"] == 20.0
