@@ -46,7 +46,7 @@ def score_rows(
     if stage not in ("discovery", "internalization"):
         raise ValueError(f"stage {stage!r} is unknown: use 'discovery' or 'internalization'.")
     rows = [dict(row) for row in rows]
-    correct = checker.check_many([str(r["completion"]) for r in rows], [str(r["answer"]) for r in rows])
+    correct = checker.check_many([_text(r["completion"]) for r in rows], [_text(r["answer"]) for r in rows])
     for row, ok in zip(rows, correct):
         row["correct"] = ok
         row["num_tokens"] = _num_tokens(row, count_tokens)
@@ -64,6 +64,11 @@ def score_rows(
         for row, reward, length_reward in zip(group, score.rewards, score.length_rewards):
             row.update(reward=reward, length_reward=length_reward, **extra)
     return rows
+
+
+def _text(value: object) -> str:
+    """A field as text; JSON null is empty (an answer of null is no answer, never the string "None")."""
+    return "" if value is None else str(value)
 
 
 def _num_tokens(row: dict, count_tokens: Callable[[str], int] | None) -> int:
@@ -117,8 +122,18 @@ def token_counter(name_or_path: str) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _json_line(row: dict) -> str:
+    """One output line; text UTF-8 cannot hold (lone surrogates from ``\\ud800`` escapes) stays escaped."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row)
+    return line + "\n"
+
+
 def _write_lines(rows: Iterable[dict], out: str | None) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    text = "".join(_json_line(r) for r in rows)
     if out in (None, "-"):
         sys.stdout.write(text)
     else:
