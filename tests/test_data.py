@@ -68,6 +68,29 @@ def test_rows_without_a_usable_answer_are_left_out_and_counted(tmp_path, caplog)
     assert "left out 3 of 5 rows" in caplog.text
 
 
+UNPARSEABLE_GOLDS = ["\\frac{", "}{", "\\boxed{", "a}{b", "\\left\\{ x \\right.", "9" * 5000]
+
+
+@pytest.mark.parametrize("gold", UNPARSEABLE_GOLDS, ids=lambda g: g[:12])
+def test_rows_with_an_unparseable_gold_are_left_out_and_named(tmp_path, caplog, gold):
+    path = _write_jsonl(tmp_path / "d.jsonl", [*ROWS, {"id": "bad", "problem": "z", "answer": gold}])
+    with caplog.at_level(logging.WARNING, logger="lapo.data"):
+        problems = load_problems(str(path))
+    assert [p.id for p in problems] == ["a", "b"]
+    assert "left out 1 of 3 rows" in caplog.text and "1 whose gold answer cannot be checked: 'bad'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "gold, checkable",
+    [("7", True), ("\\frac{1}{2}", True), ("\\{1, 2\\}", True), ("(-\\infty, 2)", True), ("x^2 + 1", True),
+     ("\\text{east}", True), ("1" * 2000, True), ("", False), ("   ", False),
+     *[(g, False) for g in UNPARSEABLE_GOLDS]],
+    ids=lambda v: str(v)[:12],
+)
+def test_gold_is_checkable(gold, checkable):
+    assert data.gold_is_checkable(gold) is checkable
+
+
 def test_duplicate_ids_raise_with_their_names(tmp_path):
     path = _write_jsonl(tmp_path / "d.jsonl", [*ROWS, {"id": "a", "problem": "other", "answer": "1"}])
     with pytest.raises(ValueError, match="duplicate problem id.*'a'"):

@@ -23,7 +23,7 @@ def _call(reward, completions, lengths, pids, step=5, epoch=1.5, **columns):
         completions=completions,
         completion_ids=[[0] * n for n in lengths],  # lengths come from the token ids, never the text
         problem_id=pids,
-        answer=["7"] * len(completions),
+        answer=columns.pop("answer", ["7"] * len(completions)),
         trainer_state=SimpleNamespace(global_step=step, epoch=epoch),
         log_metric=metrics.__setitem__,
         log_extra=extra.__setitem__,
@@ -73,6 +73,13 @@ def test_a_group_that_mixes_problems_is_refused():
 def test_a_batch_that_is_not_whole_groups_is_refused():
     with pytest.raises(RuntimeError, match="num_generations=4"):
         _call(_discovery(), [RIGHT] * 6, [1] * 6, ["a"] * 6)
+
+
+@pytest.mark.parametrize("gold", ["", "\\frac{", "}{", "\\boxed{", "9" * 5000], ids=["empty", "frac", "braces", "box", "long"])
+def test_a_gold_that_cannot_be_checked_is_never_graded_correct(gold):
+    echoes = [f"\\boxed{{{gold}}}", gold, f"x</think>\\boxed{{{gold}}}}}", "\\boxed{}"]
+    out, metrics, extra = _call(_discovery(), echoes, [10, 20, 30, 40], ["a"] * 4, answer=[gold] * 4)
+    assert extra["correct"] == [False] * 4 and metrics["lapo/accuracy"] == 0 and out == [0.0] * 4
 
 
 def _internalization(targets, tighten=True):

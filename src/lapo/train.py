@@ -9,111 +9,44 @@
 Stage 1 rewards completions with LAPO-D's band reward and records every group's correct lengths; the
 records become one target per problem (``targets.json``); stage 2 starts from stage 1's final weights and
 trains with LAPO-I's Gaussian reward on prompts that carry "I will answer the question with N tokens."
-(arXiv 2507.15758, section 3). The run directory layout is documented in docs/TRAINING.md.
+(arXiv 2507.15758, section 3). What a run writes and reads back lives beside this module: the run directory
+(files, the callbacks that write them, metadata) in :mod:`lapo.rundir`, which stages run from which
+checkpoint in :mod:`lapo.resume`. The layout is documented in docs/TRAINING.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import platform
-import subprocess
 import sys
-import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from transformers import ProgressCallback, TrainerCallback
 from trl import GRPOTrainer, get_peft_config
 from trl.trainer.utils import RepeatSampler
 
 from lapo import data, stats as stats_lib
 from lapo.config import STAGES, RunConfig, StageConfig, load_run_config
+from lapo.resume import StagePlan, plan_stages
 from lapo.rewards import discovery_reward, internalization_reward
-
-logger = logging.getLogger("lapo.train")
-
-STATS_FILE = "length_stats.jsonl"
-TARGETS_FILE = "targets.json"  # run dir: the hand-off; a stage-2 checkpoint: the live (tightened) map
-COMPLETE_FILE = "complete.json"
-FINAL_DIR = "final"
-LOG_FILE = "log_history.jsonl"
-
-
-# ============================================================================================ callbacks
-
-
-class StatsCallback(TrainerCallback):
-    """Saves the length statistics (and stage 2's live targets) into every checkpoint and the stage folder.
-
-    The reward functions only record in memory; this is the one writer, on the main process, so a resumed
-    run restores exactly what the checkpoint's weights had seen (issue 6: nothing lost, nothing twice).
-    """
-
-    def __init__(self, stats: stats_lib.LengthStats, stage_dir: Path, targets: dict | None = None):
-        self.stats, self.stage_dir, self.targets = stats, Path(stage_dir), targets
-
-    def _write(self, folder: Path) -> None:
-        if self.targets is not None:
-            stats_lib.save_targets(self.targets, folder / TARGETS_FILE)
-        self.stats.save(folder / STATS_FILE)  # last: its presence marks a checkpoint as resumable
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self._write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-            self._write(self.stage_dir)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self._write(self.stage_dir)
-
-
-class LogHistoryCallback(TrainerCallback):
-    """``log_history.jsonl``: one JSON line per logging step, rewritten from the restored state on resume."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:  # drop lines logged after the checkpoint a resume starts from
-            text = "".join(json.dumps(entry) + "\n" for entry in state.log_history)
-            stats_lib.atomic_write_text(self.path, text)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({**logs, "step": state.global_step}) + "\n")
-
-
-METRICS_LINE = (
-    ("reward", "reward"),
-    ("lapo/accuracy", "acc"),
-    ("lapo/mean_length", "len"),
-    ("lapo/band_hit_rate", "band"),
-    ("lapo/budget_deviation", "|L-N|/N"),
-    ("lapo/targets_tightened", "tightened"),
-    ("kl", "kl"),
-    ("learning_rate", "lr"),
+from lapo.rundir import (
+    FINAL_DIR,
+    LOG_FILE,
+    STATS_FILE,
+    TARGETS_FILE,
+    LogHistoryCallback,
+    MetricsLineCallback,
+    StatsCallback,
+    main_process_only,
+    mark_complete,
+    setup_logging,
+    stage_summary,
+    write_run_metadata,
 )
 
-
-class MetricsLineCallback(ProgressCallback):
-    """Transformers' progress bar (with ETA), printing one compact metrics line per logging step."""
-
-    def __init__(self, stage: str):
-        super().__init__()
-        self.stage = stage
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (state.is_world_process_zero and self.training_bar is not None and logs):
-            return
-        parts = [f"{label} {logs[key]:.4g}" for key, label in METRICS_LINE if isinstance(logs.get(key), (int, float))]
-        if parts:
-            self.training_bar.write(f"[{self.stage}] step {state.global_step}/{state.max_steps} | " + " | ".join(parts))
+logger = logging.getLogger("lapo.train")
 
 
 # ============================================================================================ trainer
@@ -233,64 +166,6 @@ def _drop_long_prompts(rows: dict, tokenizer: Any, limit: int | None, budgets) -
     return {k: [v for v, ok in zip(values, keep) if ok] for k, values in rows.items()}
 
 
-# ============================================================================================ planning
-
-
-@dataclasses.dataclass
-class StagePlan:
-    stage: str
-    cfg: StageConfig
-    run: bool  # False: already complete (resume skips it)
-    checkpoint: Path | None = None
-
-    @property
-    def stage_dir(self) -> Path:
-        return Path(self.cfg.grpo.output_dir)
-
-
-def is_complete(stage_dir: Path) -> bool:
-    return (Path(stage_dir) / COMPLETE_FILE).is_file()
-
-
-def latest_checkpoint(stage_dir: Path) -> Path | None:
-    """The newest checkpoint whose statistics were saved (a kill while saving leaves one without)."""
-    found = [p for p in Path(stage_dir).glob("checkpoint-*") if (p / STATS_FILE).is_file()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def _has_run(stage_dir: Path) -> bool:
-    return is_complete(stage_dir) or any(Path(stage_dir).glob("checkpoint-*"))
-
-
-def plan_stages(run: RunConfig) -> list[StagePlan]:
-    """Which stages run and from which checkpoint; refuses to overwrite a run without --resume."""
-    explicit = Path(run.resume) if isinstance(run.resume, str) else None
-    plans = []
-    for stage in run.selected:
-        cfg = run.stages[stage]
-        stage_dir = Path(cfg.grpo.output_dir)
-        if not run.resume:
-            if _has_run(stage_dir):
-                raise FileExistsError(
-                    f"{stage_dir} already holds a {stage} run; pass --resume to continue it, or set a new output_dir."
-                )
-            plans.append(StagePlan(stage, cfg, True))
-        elif explicit is not None and explicit.parent.resolve() == stage_dir.resolve():
-            if not (explicit / STATS_FILE).is_file():
-                raise FileNotFoundError(
-                    f"checkpoint {explicit} has no {STATS_FILE} (the run stopped while saving it); resume from an "
-                    f"earlier checkpoint, e.g. {latest_checkpoint(stage_dir)}."
-                )
-            plans.append(StagePlan(stage, cfg, True, explicit))
-        elif is_complete(stage_dir):
-            plans.append(StagePlan(stage, cfg, False))
-        else:
-            plans.append(StagePlan(stage, cfg, True, None if explicit else latest_checkpoint(stage_dir)))
-    if explicit is not None and not any(p.checkpoint == explicit for p in plans):
-        raise ValueError(f"--resume {explicit} is not a checkpoint of this run's {' or '.join(run.selected)} stage.")
-    return plans
-
-
 # ============================================================================================ hand-off
 
 
@@ -388,18 +263,10 @@ def save_final(trainer, tokenizer, folder: Path) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def _restore_stats(plan: StagePlan) -> stats_lib.LengthStats:
-    """Stage statistics as of the checkpoint (records up to the step before it), or empty for a fresh start."""
-    if plan.checkpoint is None:
-        return stats_lib.LengthStats()
-    step = int(plan.checkpoint.name.split("-")[-1])
-    return stats_lib.LengthStats.load(plan.checkpoint / STATS_FILE).truncated(step - 1)
-
-
 def run_discovery(plan: StagePlan, problems, tokenizer, callbacks=()) -> stats_lib.LengthStats:
-    """Stage 1 (LAPO-D); returns every group's correct lengths."""
+    """Stage 1 (LAPO-D); returns every group's correct lengths (a resume starts from the checkpoint's)."""
     cfg = plan.cfg
-    lengths = _restore_stats(plan)
+    lengths = plan.stats
     reward = discovery_reward(cfg.lapo, cfg.grpo.num_generations, lengths)
     dataset = build_dataset(problems, tokenizer, cfg)
     own = [StatsCallback(lengths, plan.stage_dir), LogHistoryCallback(plan.stage_dir / LOG_FILE)]
@@ -410,10 +277,8 @@ def run_discovery(plan: StagePlan, problems, tokenizer, callbacks=()) -> stats_l
 def run_internalization(plan: StagePlan, problems, tokenizer, targets, fallback, init, callbacks=()):
     """Stage 2 (LAPO-I) from ``init`` with the hand-off ``targets`` (tightened in place when enabled)."""
     cfg = plan.cfg
-    lengths = _restore_stats(plan)
-    live = dict(targets)
-    if plan.checkpoint is not None and (plan.checkpoint / TARGETS_FILE).is_file():
-        live = stats_lib.load_targets(plan.checkpoint / TARGETS_FILE)  # tightened as of the checkpoint
+    lengths = plan.stats
+    live = dict(plan.live_targets if plan.live_targets is not None else targets)  # tightened as of the checkpoint
     budgets = data.BudgetedPrompts(live, fallback, cfg.lapo.prompt_format())
     reward = internalization_reward(cfg.lapo, cfg.grpo.num_generations, lengths, live)
     reward.tightened = sum(live[k] < v for k, v in targets.items() if k in live)  # the count survives a resume
@@ -421,19 +286,6 @@ def run_internalization(plan: StagePlan, problems, tokenizer, targets, fallback,
     own = [StatsCallback(lengths, plan.stage_dir, live), LogHistoryCallback(plan.stage_dir / LOG_FILE)]
     _run_trainer(cfg, init, tokenizer, dataset, reward, [*own, *callbacks], plan)
     return lengths, live
-
-
-def _summary(lengths: stats_lib.LengthStats, policy: str, **extra: Any) -> dict:
-    summary = lengths.summary(policy)
-    summary.pop("target_histogram", None)
-    return {**extra, **summary, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def _mark_complete(stage_dir: Path, summary: dict) -> None:
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        stats_lib.atomic_write_text(stage_dir / COMPLETE_FILE, json.dumps(summary, indent=1) + "\n")
 
 
 # ============================================================================================ run
@@ -463,28 +315,37 @@ def prepare(run: RunConfig) -> Prepared:
 
 def execute(prep: Prepared, callbacks: Sequence[TrainerCallback] = ()) -> dict:
     """Run the planned stages; returns the statistics (and stage 2's final targets) it produced."""
-    run, plans, fallback = prep.run, prep.plans, prep.run.fallback_target()
-    write_run_metadata(run)
-    result: dict[str, Any] = {"run_dir": str(run.run_dir)}
+    write_run_metadata(prep.run)
+    result: dict[str, Any] = {"run_dir": str(prep.run.run_dir)}
     targets = prep.targets
-    if "discovery" in plans:
-        plan = plans["discovery"]
-        lengths = run_discovery(plan, prep.problems["discovery"], prep.tokenizer, callbacks)
-        targets = make_targets(lengths, prep.problems["discovery"], plan.cfg, fallback)
-        _save_handoff(run, targets)
-        _mark_complete(plan.stage_dir, _summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets)))
-        result["discovery"] = lengths
-    if "internalization" in plans:
-        plan = plans["internalization"]
-        problems = prep.problems["internalization"]
-        if "discovery" in plans:
-            targets = check_targets(targets, problems, fallback)
-        lengths, live = run_internalization(plan, problems, prep.tokenizer, targets, fallback, stage2_init(run), callbacks)
-        _main_only(stats_lib.save_targets, live, plan.stage_dir / TARGETS_FILE)
-        tightened = sum(live[k] < targets[k] for k in live)
-        _mark_complete(plan.stage_dir, _summary(lengths, "last", targets_tightened=tightened))
-        result["internalization"], result["targets"] = lengths, live
+    if "discovery" in prep.plans:
+        result["discovery"], targets = _stage1_and_handoff(prep, callbacks)
+    if "internalization" in prep.plans:
+        result["internalization"], result["targets"] = _stage2(prep, targets, callbacks)
     return result
+
+
+def _stage1_and_handoff(prep: Prepared, callbacks) -> tuple[stats_lib.LengthStats, dict[str, int]]:
+    """Stage 1, then its records turned into one target per problem (``targets.json``)."""
+    plan, problems = prep.plans["discovery"], prep.problems["discovery"]
+    lengths = run_discovery(plan, problems, prep.tokenizer, callbacks)
+    targets = make_targets(lengths, problems, plan.cfg, prep.run.fallback_target())
+    _save_handoff(prep.run, targets)
+    mark_complete(plan.stage_dir, stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets)))
+    return lengths, targets
+
+
+def _stage2(prep: Prepared, targets: dict[str, int], callbacks) -> tuple[stats_lib.LengthStats, dict[str, int]]:
+    """Stage 2 from stage 1's final weights; returns its records and the target map as tightened."""
+    plan, problems, fallback = prep.plans["internalization"], prep.problems["internalization"], prep.run.fallback_target()
+    if "discovery" in prep.plans:  # stage 2 alone had its map checked in prepare()
+        targets = check_targets(targets, problems, fallback)
+    init = stage2_init(prep.run)
+    lengths, live = run_internalization(plan, problems, prep.tokenizer, targets, fallback, init, callbacks)
+    main_process_only(stats_lib.save_targets, live, plan.stage_dir / TARGETS_FILE)
+    tightened = sum(live[k] < targets[k] for k in live)
+    mark_complete(plan.stage_dir, stage_summary(lengths, "last", targets_tightened=tightened))
+    return lengths, live
 
 
 def run(run: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict:
@@ -502,87 +363,10 @@ def _tokenizer_source(run: RunConfig) -> str:
     return name
 
 
-def _main_only(fn, *args) -> None:
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        fn(*args)
-
-
 def _save_handoff(run: RunConfig, targets: dict[str, int]) -> None:
-    _main_only(stats_lib.save_targets, targets, run.run_dir / TARGETS_FILE)
+    main_process_only(stats_lib.save_targets, targets, run.run_dir / TARGETS_FILE)
     solved = sum(v != run.fallback_target() for v in targets.values())
     logger.info("hand-off: %d targets (%d solved in stage 1) -> %s", len(targets), solved, run.run_dir / TARGETS_FILE)
-
-
-# ============================================================================================ run directory
-
-
-def versions() -> dict[str, str | None]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("lapo", "torch", "trl", "transformers", "accelerate", "datasets", "peft", "math-verify", "vllm", "deepspeed"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_revision() -> dict[str, Any] | None:
-    """The commit of the lapo source tree (editable installs), with whether it had uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10)
-        return {"commit": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def recipe_of(run: RunConfig) -> dict:
-    """A recipe that reproduces this run: shared keys at the top, per-stage differences in sections."""
-    flat = {s: run.stages[s].resolved for s in STAGES}
-    shared = {k: v for k, v in flat["discovery"].items() if k in flat["internalization"] and flat["internalization"][k] == v}
-    out = dict(shared)
-    for s in STAGES:
-        section = {k: v for k, v in flat[s].items() if k not in shared}
-        if section:
-            out[s] = section
-    return out
-
-
-def write_run_metadata(run: RunConfig) -> None:
-    """config.yaml (as run), recipe.yaml (re-runnable), run.json (versions, seed, git, command)."""
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:
-        return
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    suffix = f".resume-{stamp}" if run.resume and (run.run_dir / "config.yaml").exists() else ""
-    full = {
-        s: {
-            "lapo": dataclasses.asdict(run.stages[s].lapo),
-            "model": dataclasses.asdict(run.stages[s].model),
-            "grpo": run.stages[s].grpo.to_dict(),
-        }
-        for s in STAGES
-    }
-    stats_lib.atomic_write_text(run.run_dir / f"config{suffix}.yaml", yaml.safe_dump(full, sort_keys=True))
-    stats_lib.atomic_write_text(run.run_dir / f"recipe{suffix}.yaml", yaml.safe_dump(recipe_of(run), sort_keys=False))
-    meta = {
-        "seed": run.stages["discovery"].grpo.seed,
-        "stages": list(run.selected),
-        "resume": run.resume,
-        "recipe": run.recipe_path,
-        "command": sys.argv,
-        "started": stamp,
-        "git": git_revision(),
-        "versions": versions(),
-    }
-    stats_lib.atomic_write_text(run.run_dir / f"run{suffix}.json", json.dumps(meta, indent=1, default=str) + "\n")
 
 
 # ============================================================================================ CLI
@@ -616,22 +400,6 @@ def _arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(run_dir: Path) -> None:
-    from accelerate import PartialState
-
-    root = logging.getLogger("lapo")
-    root.setLevel(logging.INFO)
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s lapo %(levelname)s %(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
-    if PartialState().is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(run_dir / "lapo.log")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root.addHandler(file_handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _arg_parser()
     args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -640,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"lapo train: {error}", file=sys.stderr)
         return 2
-    _setup_logging(run_cfg.run_dir)
+    setup_logging(run_cfg.run_dir)
     try:
         prepared = prepare(run_cfg)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
