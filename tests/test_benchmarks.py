@@ -22,3 +22,47 @@ def test_soak_tiny(tmp_path):
     assert all(r["rss_bytes"] > 0 for r in result["records"])
     assert result["summary"]["steps"] == 5 and result["length_records"] == 5 * 4  # 4 prompts a step, recorded
     assert "| growth after step 5 |" in done.stdout
+
+
+def test_smollm2_step_tiny(tmp_path):
+    out = tmp_path / "step.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "smollm2_step.py"), "--tiny", "--threads", "1",
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"stock", "tuned"}
+    for name, summary in result["summary"].items():
+        assert summary["steps"] == 1 and summary["median_s"] > 0  # one timed step after one warm-up step
+        parts = summary["parts_median_s"]
+        assert parts["generate"] > 0 and parts["ref_forward"] > 0 and parts["backward"] > 0  # beta > 0: a reference
+    assert result["summary"]["stock"]["speedup"] == 1.0
+    assert "| stock |" in done.stdout and "| tuned |" in done.stdout
+
+
+def _run_tiny(script: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--tiny", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_training_overhead_tiny(tmp_path):
+    result = _run_tiny("training_overhead.py", tmp_path)
+    assert set(result["median_step_s"]) == {"plain", "lapo_d", "lapo_i", "plain_budgeted"}
+    assert all(n == 1 for n in result["steps_per_variant"].values())  # one timed step each after a warm-up
+    assert result["ratio_lapo_d_to_plain"] > 0 and result["ratio_lapo_i_to_plain_budgeted"] > 0
+
+
+def test_reward_throughput_tiny(tmp_path):
+    result = _run_tiny("reward_throughput.py", tmp_path)
+    assert {"plain", "discovery", "internalization"} <= set(result["results"])
+    assert all(result["results"][m]["median_completions_per_s"] > 0 for m in ("plain", "discovery", "internalization"))
+
+
+def test_generation_throughput_tiny(tmp_path):
+    result = _run_tiny("generation_throughput.py", tmp_path)
+    assert [len(v) for v in result["tokens_per_s"].values()] == [1, 1]  # one timed round after a warm-up round
+    assert result["ratio_backend_to_bare"] > 0

@@ -117,6 +117,13 @@ def _read_counting(split: str, limit: int | None, seed: int) -> list[dict]:
     return list(counting.load_split(split, seed=seed, **({"n": limit} if limit else {})))
 
 
+def _read_sums(split: str, seed: int) -> list[dict]:
+    from lapo.tasks import sums
+
+    # A finite task: the whole split, levels in turn, so a limit (applied by the caller) keeps them balanced.
+    return sums.load_split(split, seed=seed)
+
+
 def _local_benchmark(name: str, spec: HubSpec, split: str, data_dir: str | os.PathLike) -> Path | None:
     stems = [spec.local_name.format(split=split)] if spec.local_name else []
     for stem in stems + [name]:
@@ -132,6 +139,8 @@ def _resolve(
     """The raw rows of ``source`` and the column names to use for it where they differ from the caller's."""
     if source == "counting":
         return _read_counting(split, limit, seed), {}
+    if source == "sums":
+        return _read_sums(split, seed), {}
     if source.endswith(LOCAL_SUFFIXES):
         path = Path(source).expanduser()
         if not path.exists():
@@ -166,10 +175,26 @@ def _as_answer(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _gold_is_valid(answer: str) -> bool:
-    from lapo.answers import is_valid_gold
+def gold_is_checkable(answer: str, checker: Any = None) -> bool:
+    """Whether any completion could ever be graded correct against the gold ``answer``.
 
-    return bool(answer) and is_valid_gold(answer)
+    The gold must be a sane answer (``lapo.answers.is_valid_gold``: non-empty, of sane length)
+    that comes back as itself from ``\\boxed{answer}`` and that the answer checker accepts against itself.
+    ``\\frac{`` or ``}{`` unbalance the box and a gold of LaTeX noise normalises to nothing: no completion
+    could match them, so their problem would only ever teach "never solved". With the round trip exact,
+    the checker's fast path decides (no math-verify call); ``checker`` defaults to one without workers.
+    """
+    from lapo.answers import AnswerChecker, extract_boxed, is_valid_gold
+
+    if not is_valid_gold(answer):
+        return False
+    boxed = "\\boxed{" + answer + "}"
+    if extract_boxed(boxed) != answer.strip():
+        return False
+    if checker is None:
+        with AnswerChecker(workers=0) as own:
+            return own.check(boxed, answer)
+    return checker.check(boxed, answer)
 
 
 def _check_fields(rows: list[dict], source: str, problem_field: str, answer_field: str) -> None:
@@ -243,27 +268,51 @@ def load_problems(
     never rewarded as correct; duplicate ids raise. ``seed`` only matters for generated tasks (``counting``).
     """
     rows, fields = _resolve(source, split, data_dir, seed, limit)
-    problem_field = fields.get("problem", problem_field)
-    answer_field = fields.get("answer", answer_field)
-    id_field = fields.get("id", id_field)
-    _check_fields(rows, source, problem_field, answer_field)
+    names = {role: fields.get(role, given) for role, given in (("problem", problem_field), ("answer", answer_field),
+                                                                ("id", id_field), ("level", level_field))}
+    _check_fields(rows, source, names["problem"], names["answer"])
     fix = ANSWER_FIXES.get(source) if fields else None
-    problems, dropped = [], 0
-    for row in rows:
-        if row.get(problem_field) is None or row.get(answer_field) is None:
-            dropped += 1
-            continue
-        if fix is not None:
-            row = {**row, answer_field: fix(row[answer_field])}
-        problem = _to_problem(row, problem_field, answer_field, id_field, level_field)
-        if not problem.problem.strip() or not _gold_is_valid(problem.answer):
-            dropped += 1
-            continue
-        problems.append(problem)
-    if dropped:
-        logger.warning("%s: left out %d of %d rows with an empty or unusable gold answer", source, dropped, len(rows))
+    problems, empty, unparseable = _usable_problems(rows, names, fix)
+    if empty or unparseable:
+        _log_left_out(source, len(rows), empty, unparseable)
     check_unique_ids(problems, repr(source))
     return problems[:limit] if limit is not None else problems
+
+
+def _usable_problems(rows: list[dict], names: dict[str, str], fix: Callable | None) -> tuple[list, int, list]:
+    """(problems, rows with an empty problem or answer, problems whose gold answer cannot be checked)."""
+    from lapo.answers import AnswerChecker
+
+    problems, empty, unparseable = [], 0, []
+    with AnswerChecker(workers=0) as checker:  # golds are decided by its fast path: no worker is needed
+        for row in rows:
+            if row.get(names["problem"]) is None or row.get(names["answer"]) is None:
+                empty += 1
+                continue
+            if fix is not None:
+                row = {**row, names["answer"]: fix(row[names["answer"]])}
+            problem = _to_problem(row, names["problem"], names["answer"], names["id"], names["level"])
+            if not problem.problem.strip() or not problem.answer:
+                empty += 1
+            elif not gold_is_checkable(problem.answer, checker):
+                unparseable.append(problem)
+            else:
+                problems.append(problem)
+    return problems, empty, unparseable
+
+
+def _log_left_out(source: str, total: int, empty: int, unparseable: list[Problem]) -> None:
+    """One warning: how many rows were left out, why, and which problems had an unusable gold answer."""
+    shown = ", ".join(f"{p.id!r} ({_short(p.answer)})" for p in unparseable[:3]) + (" ..." if len(unparseable) > 3 else "")
+    logger.warning(
+        "%s: left out %d of %d rows (%d with an empty problem or gold answer, %d whose gold answer cannot be "
+        "checked%s); they would never be graded correct",
+        source, empty + len(unparseable), total, empty, len(unparseable), f": {shown}" if unparseable else "",
+    )
+
+
+def _short(text: str, limit: int = 30) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... {len(text)} characters"
 
 
 # ---------------------------------------------------------------- prompts

@@ -1,0 +1,4 @@
+"""Built-in reasoning tasks with verifiable answers and difficulty levels (pure Python, no torch).
+
+- :mod:`lapo.tasks.counting`: count a letter in a string; the embedded default's task (`lapo quickstart`).
+"""

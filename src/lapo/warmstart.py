@@ -1,0 +1,253 @@
+"""`lapo warmstart`: train the embedded default's overthinking base model with TRL's SFTTrainer, on CPU.
+
+    lapo warmstart --out runs/counting-base            # the shipped recipe (see docs/EMBEDDED.md)
+    lapo warmstart --out /tmp/tiny --max-steps 2 --hidden-size 16 --layers 2 --measure 0   # smoke
+
+A tiny Qwen2 with a character-level tokenizer (lapo.models) learns, from scratch, the counting task's
+traces *with* redundant re-checks (lapo.tasks.counting.overthinking_completion): the result answers
+correctly most of the time and writes about twice the minimal number of tokens, as real reasoning models
+overthink. That is the model LAPO then makes shorter (`lapo quickstart`).
+
+After training, ``--measure K`` samples K completions per test problem (temperature 0.6, top_p 0.95, fixed
+seeds) and prints accuracy, mean tokens, minimal tokens and their ratio per level (:func:`measure`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WarmstartConfig:
+    """The recipe: model shape, data and schedule (defaults = the shipped base model's)."""
+
+    out: str = "runs/counting-base"
+    seed: int = 0
+    hidden_size: int = 128
+    layers: int = 3
+    heads: int = 4
+    intermediate_size: int = 256
+    max_steps: int = 1200
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    budget_share: float = 0.3  # share of SFT prompts with a budget sentence of random N (see build_sft_rows)
+    threads: int = 1  # a model this small runs faster on one thread than on two
+    measure: int = 0  # samples per test problem for the table printed at the end (0: skip)
+    measure_problems: int = 200
+    measure_only: bool = False  # skip training: measure the model already in `out`
+
+
+def build_sft_rows(problems, seed: int, budget_share: float = 0.0) -> dict[str, list[str]]:
+    """Prompt/completion columns: each problem's plain prompt and one overthinking trace of it.
+
+    A ``budget_share`` of the prompts carry stage 2's budget sentence with a random N, drawn independently
+    of the trace's length: the model learns that such a sentence may appear in its reasoning context, not
+    what it means (without it, the sentence's letters derail a model this small; stage 2 teaches the meaning).
+    """
+    from lapo.budget import insert_budget
+    from lapo.data import PromptFormat, render_prompt
+    from lapo.tasks import counting
+
+    traces = random.Random(f"lapo-warmstart/{seed}")
+    budgets = random.Random(f"lapo-warmstart-budget/{seed}")
+    fmt = PromptFormat(kind="plain")
+    rows: dict[str, list[str]] = {"prompt": [], "completion": []}
+    for p in problems:
+        prompt = render_prompt(p["problem"], None, fmt)
+        if budgets.random() < budget_share:
+            prompt = insert_budget(prompt, budgets.randint(p["min_tokens"], 4 * p["min_tokens"]))
+        rows["prompt"].append(prompt)
+        rows["completion"].append(counting.overthinking_completion(p, traces))
+    return rows
+
+
+def sft_config(cfg: WarmstartConfig, output_dir: str):
+    """TRL's SFTConfig for the recipe: CPU, completion-only loss, cosine schedule, nothing saved mid-run."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=output_dir,
+        use_cpu=True,
+        # TRL defaults to bf16 autocast and gradient checkpointing, even on CPU: both only slow a model this small.
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=cfg.seed,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        completion_only_loss=True,
+        # Not "group_by_length": batches of one length (all short or all long traces) slowed learning ~3x here.
+        train_sampling_strategy="random",
+        max_length=512,
+        logging_steps=max(1, cfg.max_steps // 20),
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def train(cfg: WarmstartConfig):
+    """SFT a fresh tiny Qwen2 on overthinking traces; save model and tokenizer to ``cfg.out``."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from lapo.models import build_char_tokenizer, build_tiny_model
+    from lapo.tasks import counting
+
+    torch.set_num_threads(cfg.threads)
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
+                             num_heads=cfg.heads, intermediate_size=cfg.intermediate_size, seed=cfg.seed)
+    # One distinct problem per training sequence: more variety than epochs over a small set.
+    problems = counting.load_split("train", seed=cfg.seed, n=cfg.max_steps * cfg.batch_size)
+    dataset = Dataset.from_dict(build_sft_rows(problems, cfg.seed, cfg.budget_share))
+    out = Path(cfg.out)
+    # The trainer's own output_dir only receives logs (nothing is saved mid-run): keep it out of `out`.
+    with tempfile.TemporaryDirectory(prefix="lapo-warmstart-") as scratch:
+        trainer = SFTTrainer(model=model, args=sft_config(cfg, scratch), train_dataset=dataset,
+                             processing_class=tokenizer)
+        trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    return trainer.model, tokenizer
+
+
+@dataclass
+class LevelFigures:
+    """One difficulty level of the measurement table."""
+
+    level: int
+    accuracy: float
+    mean_tokens: float
+    min_tokens: float
+    ratio: float
+    samples: int
+
+
+def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float = 0.6, top_p: float = 0.95,
+            seed: int = 0, max_new_tokens: int = 256, batch_size: int = 64) -> list[LevelFigures]:
+    """Sample ``samples`` completions per problem and tabulate accuracy and tokens per level."""
+    import torch
+
+    from lapo.data import PromptFormat, render_prompt
+    from lapo.tasks.counting import is_correct
+
+    fmt = PromptFormat(kind="plain")
+    jobs = [(p, render_prompt(p["problem"], None, fmt)) for p in problems for _ in range(samples)]
+    results = []  # (level, correct, tokens, min_tokens)
+    model.eval()
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        torch.manual_seed(seed + start)  # each batch's draws depend only on the seed and its position
+        texts, lengths = _generate(model, tokenizer, [prompt for _, prompt in chunk], temperature=temperature,
+                                   top_p=top_p, max_new_tokens=max_new_tokens)
+        for (p, _), text, n in zip(chunk, texts, lengths):
+            results.append((p["level"], is_correct(text, p["answer"]), n, p["min_tokens"]))
+    return _tabulate(results)
+
+
+def _generate(model, tokenizer, prompts, *, temperature, top_p, max_new_tokens):
+    """Completions (decoded) and their token counts up to and including EOS-free text."""
+    import torch
+
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    completions = out[:, batch["input_ids"].shape[1]:]
+    texts, lengths = [], []
+    for row in completions.tolist():
+        ids = row[:row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
+        lengths.append(len(ids))
+    return texts, lengths
+
+
+def _tabulate(results) -> list[LevelFigures]:
+    table = []
+    for level in sorted({r[0] for r in results}):
+        rows = [r for r in results if r[0] == level]
+        acc = sum(r[1] for r in rows) / len(rows)
+        tokens = sum(r[2] for r in rows) / len(rows)
+        minimal = sum(r[3] for r in rows) / len(rows)
+        table.append(LevelFigures(level, acc, tokens, minimal, tokens / minimal, len(rows)))
+    return table
+
+
+def format_table(table: list[LevelFigures]) -> str:
+    """A markdown table of the figures, with an 'all' row (levels weighted by their sample counts)."""
+    lines = ["| level | accuracy | mean tokens | minimal tokens | ratio | samples |", "|---|---|---|---|---|---|"]
+    for f in table:
+        lines.append(f"| {f.level} | {f.accuracy:.3f} | {f.mean_tokens:.1f} | {f.min_tokens:.1f} | {f.ratio:.2f} | {f.samples} |")
+    n = sum(f.samples for f in table)
+    acc = sum(f.accuracy * f.samples for f in table) / n
+    tok = sum(f.mean_tokens * f.samples for f in table) / n
+    low = sum(f.min_tokens * f.samples for f in table) / n
+    lines.append(f"| all | {acc:.3f} | {tok:.1f} | {low:.1f} | {tok / low:.2f} | {n} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv) -> WarmstartConfig:
+    defaults = WarmstartConfig()
+    parser = argparse.ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0])
+    for name, value in asdict(defaults).items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", default=value)
+        else:
+            parser.add_argument(flag, type=type(value), default=value)
+    return WarmstartConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    record_path = Path(cfg.out, "lapo_warmstart.json")
+    if cfg.measure_only:
+        model, tokenizer = _load(cfg)
+        record = json.loads(record_path.read_text()) if record_path.exists() else {"config": asdict(cfg)}
+    else:
+        start = time.time()
+        model, tokenizer = train(cfg)
+        record = {"config": asdict(cfg), "train_seconds": round(time.time() - start, 1)}
+        print(f"trained in {record['train_seconds']:.0f} s; saved to {cfg.out}")
+    if cfg.measure:
+        record["measure"] = _measure_and_print(cfg, model, tokenizer)
+    record_path.write_text(json.dumps(record, indent=2))
+    return 0
+
+
+def _load(cfg: WarmstartConfig):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(cfg.threads)
+    return AutoModelForCausalLM.from_pretrained(cfg.out), AutoTokenizer.from_pretrained(cfg.out)
+
+
+def _measure_and_print(cfg: WarmstartConfig, model, tokenizer) -> dict:
+    from lapo.tasks import counting
+
+    problems = counting.load_split("test", seed=cfg.seed, n=cfg.measure_problems)
+    start = time.time()
+    table = measure(model, tokenizer, problems, samples=cfg.measure, seed=cfg.seed)
+    print(format_table(table))
+    settings = {"samples_per_problem": cfg.measure, "problems": len(problems), "temperature": 0.6, "top_p": 0.95,
+                "seed": cfg.seed, "seconds": round(time.time() - start, 1)}
+    return {"settings": settings, "levels": [asdict(f) for f in table]}

