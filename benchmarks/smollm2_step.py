@@ -10,16 +10,16 @@ completions of up to 128 tokens per step. The first ``--warmup`` steps of each r
 between rounds), so each pair is measured under the same machine load; the ratio is taken per round and the
 median of those ratios is quoted, beside each variant's median step time.
 
-Variants (none changes the algorithm: same samples per step, lengths, rewards, KL coefficient beta > 0 with
-its reference-model forward, optimizer):
+Variants: ``stock`` (the recipe as shipped: float32, torch's default threads), ``tuned`` (= ``bf16+gen_autocast``),
+or settings joined by ``+``; none changes the algorithm (same prompts, samples per step, lengths, rewards, KL
+coefficient beta > 0 with its reference-model forward, optimizer):
 
-- ``stock``: the recipe as shipped, torch's default threads (= cores) and float32 matmuls in full precision;
-- ``threads1``: one intra-op thread (on a shared 2-core machine, two spinning OpenMP threads can lose);
-- ``matmul_high``: ``torch.set_float32_matmul_precision("high")`` (oneDNN's bf16x3 on CPUs with AMX/avx512_bf16,
-  close to float32);
-- ``matmul_medium``: ``"medium"`` (one bf16 pass per float32 matmul; weights, optimizer and all other ops stay float32);
-- ``bf16``: the recipe's ``bf16: true`` (autocast to bfloat16 in the loss and reference forwards);
-- ``tuned``: the combination kept (see benchmarks/smollm2_step.md).
+- ``bf16``: the recipe's ``bf16: true``: accelerate autocasts the policy and reference forwards (and backward) to
+  bfloat16 (AMX / avx512_bf16 on this CPU); weights, gradients and AdamW stay float32, as in the paper's bf16 runs;
+- ``gen_autocast``: generation inside one bfloat16 autocast region (a wrapper here; the proposed lapo.train change);
+- ``threads1``: one intra-op thread instead of ``--threads``;
+- ``matmul_high`` / ``matmul_medium``: ``torch.set_float32_matmul_precision``; ``eager``: eager attention;
+  ``static_cache``: ``cache_implementation=static``; ``paged``: transformers' continuous batching.
 
 Each step's time is split by wrapping the trainer's parts (class-level wrappers, nothing in lapo or TRL is edited):
 ``generate`` (model.generate), ``ref_forward`` (reference-model log-probs, no grad), ``policy_forward`` (the loss
@@ -63,7 +63,7 @@ KNOBS = {
     # see generation_autocast() and benchmarks/smollm2_step.md.
     "gen_autocast": {"gen_autocast": True},
 }
-ALIASES = {"stock": "", "tuned": "matmul_medium"}
+ALIASES = {"stock": "", "tuned": "bf16+gen_autocast"}
 
 
 def variant_settings(name: str) -> dict:
@@ -162,6 +162,12 @@ def generation_autocast(enabled: bool):
         GRPOTrainer._generate_single_turn = original
 
 
+def _lengths(history: list[dict]) -> dict:
+    """Mean and longest completion of the step (the longest sets how many tokens generate decodes)."""
+    last = next((h for h in reversed(history) if "completions/mean_length" in h), {})
+    return {"tokens": last.get("completions/mean_length"), "max_tokens": last.get("completions/max_length")}
+
+
 def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: int):
     import torch
     from transformers import TrainerCallback
@@ -202,7 +208,7 @@ def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: i
             parts["other"] = round(total - sum(parts.values()), 3)
             records.append({"step": state.global_step, "seconds": round(total, 3), "parts": parts,
                             "threads": torch.get_num_threads(), "precision": torch.get_float32_matmul_precision(),
-                            "tokens": state.log_history[-1].get("completions/mean_length") if state.log_history else None})
+                            **_lengths(state.log_history)})
 
     return StepTimer()
 
@@ -268,16 +274,20 @@ def summarize(results: dict[str, list[list[dict]]], baseline: str) -> dict:
             "median_s": statistics.median(r["seconds"] for r in steps), "steps": len(steps),
             "round_medians_s": medians, "speedup_per_round": ratios, "speedup": statistics.median(ratios),
             "parts_median_s": parts,
+            "mean_tokens": statistics.mean(r["tokens"] for r in steps if r.get("tokens") is not None)
+            if any(r.get("tokens") is not None for r in steps) else None,
         }
     return out
 
 
 def markdown(summary: dict, baseline: str) -> str:
-    head = "| variant | median s/step | speed-up vs " + baseline + " (median of rounds) | " + " | ".join(PARTS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(PARTS))]
+    head = ("| variant | median s/step | speed-up vs " + baseline + " (median of rounds) | mean tokens | "
+            + " | ".join(PARTS) + " |")
+    lines = [head, "|" + "---|" * (4 + len(PARTS))]
     for name, s in summary.items():
         parts = " | ".join(f"{s['parts_median_s'][p]:.2f}" for p in PARTS)
-        lines.append(f"| {name} | {s['median_s']:.2f} ({s['steps']} steps) | {s['speedup']:.2f}x | {parts} |")
+        tokens = f"{s['mean_tokens']:.1f}" if s.get("mean_tokens") is not None else "-"
+        lines.append(f"| {name} | {s['median_s']:.2f} ({s['steps']} steps) | {s['speedup']:.2f}x | {tokens} | {parts} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from lapo import models  # noqa: E402
 from lapo.budget import budget_sentence  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
-PROBLEM = counting.problem_text("r", "bcrar")
+PROBLEM = counting.problem_text("r", "bdrar")
 # A stage-2 prompt and an overthinking completion: every kind of text the embedded default tokenizes.
 SAMPLE = PROBLEM + "<think>" + budget_sentence(34) + counting.overthinking_completion(PROBLEM, random.Random(0))
 

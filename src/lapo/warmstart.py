@@ -1,7 +1,8 @@
 """`lapo warmstart`: train the embedded default's overthinking base model with TRL's SFTTrainer, on CPU.
 
-    lapo warmstart --out runs/counting-base            # the shipped recipe (see docs/EMBEDDED.md)
-    lapo warmstart --out /tmp/tiny --max-steps 2 --hidden-size 16 --layers 2 --measure 0   # smoke
+    lapo warmstart --out runs/counting-base --measure 4          # the shipped recipe (docs/EMBEDDED.md)
+    lapo warmstart --out runs/counting-base --measure 4 --measure-only   # only the table, of a saved model
+    lapo warmstart --out /tmp/tiny --max-steps 2 --hidden-size 16 --layers 2            # smoke
 
 A tiny Qwen2 with a character-level tokenizer (lapo.models) learns, from scratch, the counting task's
 traces *with* redundant re-checks (lapo.tasks.counting.overthinking_completion): the result answers
@@ -39,10 +40,10 @@ class WarmstartConfig:
     intermediate_size: int = 256
     max_steps: int = 1200
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.0
-    budget_share: float = 0.3  # share of SFT prompts with a budget sentence of random N (see build_sft_rows)
+    budget_share: float = 0.5  # share of SFT prompts with a budget sentence of random N (see build_sft_rows)
     threads: int = 1  # a model this small runs faster on one thread than on two
     measure: int = 0  # samples per test problem for the table printed at the end (0: skip)
     measure_problems: int = 200
@@ -163,7 +164,7 @@ def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float 
 
 
 def _generate(model, tokenizer, prompts, *, temperature, top_p, max_new_tokens):
-    """Completions (decoded) and their token counts up to and including EOS-free text."""
+    """Decoded completions and their token counts (up to EOS, EOS not counted; max_new_tokens if none)."""
     import torch
 
     batch = tokenizer(prompts, return_tensors="pt", padding=True)

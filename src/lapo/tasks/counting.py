@@ -1,10 +1,10 @@
 """The embedded default's reasoning task: count how often a letter occurs in a string.
 
-A problem reads ``Count the letter "r" in "bcrar".``; its answer is a plain integer string (``"2"``).
+A problem reads ``Count the letter "r" in "bdrar".``; its answer is a plain integer string (``"2"``).
 The reasoning completion walks the string with a running count, then closes the think block and boxes the
 answer, so the project's ordinary answer checker grades it::
 
-    \\nb c r=1 a r=2\\n</think>\\boxed{2}
+    \\nb d r=1 a r=2\\n</think>\\boxed{2}
 
 Why this task (LAPO_SPEC section 8): every step is a copy or a successor lookup, which a model of about a
 million parameters learns in minutes of CPU time, while arithmetic tables are not. The difficulty level sets
@@ -39,6 +39,8 @@ OVERTHINK_MEAN = 1.3
 OVERTHINK_SHAPE = 0.5
 OVERTHINK_CAP = 3.0
 
+RECOUNT = "\nWait, let me recount: "
+CHECK_FROM = "\nWait, check from {letter}: "
 _PROBLEM = re.compile(r'^Count the letter "([a-z])" in "([a-z]+)"\.$')
 
 
@@ -61,7 +63,7 @@ def parse_problem(problem: str | Mapping[str, Any] | Any) -> tuple[str, str]:
     )
     match = _PROBLEM.match(text or "")
     if match is None:
-        raise ValueError(f"{text!r} is not a counting problem; expected text like {problem_text('r', 'bcrar')!r}.")
+        raise ValueError(f"{text!r} is not a counting problem; expected text like {problem_text('r', 'bdrar')!r}.")
     return match.group(1), match.group(2)
 
 
@@ -95,8 +97,8 @@ def minimal_completion(problem: str | Mapping[str, Any] | Any) -> str:
 def _recheck(steps: list[str], start: int) -> str:
     """A redundant pass: the whole string again (start 0) or its tail from step ``start``."""
     if start == 0:
-        return "\nWait, let me recount: " + " ".join(steps)
-    return f"\nWait, check from {steps[start][0]}: " + " ".join(steps[start:])
+        return RECOUNT + " ".join(steps)
+    return CHECK_FROM.format(letter=steps[start][0]) + " ".join(steps[start:])
 
 
 def overthinking_completion(
