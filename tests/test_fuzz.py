@@ -242,11 +242,16 @@ def test_lapo_score_process_writes_hostile_text_to_stdout(nasty, tmp_path):
 
 
 def test_in_process_checks_have_a_limit_in_the_main_thread():
-    """workers=0 (the CPU recipes' setting): a SIGALRM timer stops sympy; hostile text never raises."""
+    """workers=0 (debugging only): a SIGALRM timer stops sympy where it runs Python code; never raises.
+
+    SIGALRM only interrupts Python bytecode: the double-integral monster once spent 110 s inside one C call
+    here, so it is left out; only worker processes (every recipe's setting) bound such checks, and the
+    corpus tests run it through them.
+    """
     from nasty_completions import SYMPY_MONSTERS
 
     with AnswerChecker(timeout_s=0.5, workers=0) as c:
-        for name in ("tower_of_nines", "double_integral_monster", "deep_parentheses", "rational_power"):
+        for name in ("tower_of_nines", "deep_parentheses", "rational_power"):
             start = time.monotonic()
             assert c.check(f"\\boxed{{{SYMPY_MONSTERS[name]}}}", "1") is False, name
             assert time.monotonic() - start < HOLD_UP_S, name

@@ -385,6 +385,7 @@ class AnswerChecker:
 
     def _verify_here(self, predicted: str, gold: str) -> bool:
         """``workers=0``: math-verify in this process, cut off by a SIGALRM timer in the main thread."""
+        _warm_up()  # outside the timer, as in a worker: filling sympy's caches is no check's time
         timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
         if timed:
             started = time.monotonic()
