@@ -10,12 +10,15 @@ completions of up to 128 tokens per step. The first ``--warmup`` steps of each r
 between rounds), so each pair is measured under the same machine load; the ratio is taken per round and the
 median of those ratios is quoted, beside each variant's median step time.
 
-Variants: ``stock`` (the recipe as shipped: float32, torch's default threads), ``tuned`` (= ``bf16+gen_autocast``),
-or settings joined by ``+``; none changes the algorithm (same prompts, samples per step, lengths, rewards, KL
-coefficient beta > 0 with its reference-model forward, optimizer):
+Variants: ``stock`` (= ``fp32``: the recipe before it turned bf16 on: float32, torch's default threads), ``tuned``
+(= ``bf16+gen_autocast``), or settings joined by ``+``; none changes the algorithm (same prompts, samples per
+step, lengths, rewards, KL coefficient beta > 0 with its reference-model forward, optimizer). Results and
+analysis: benchmarks/smollm2_step.md.
 
-- ``bf16``: the recipe's ``bf16: true``: accelerate autocasts the policy and reference forwards (and backward) to
-  bfloat16 (AMX / avx512_bf16 on this CPU); weights, gradients and AdamW stay float32, as in the paper's bf16 runs;
+- ``fp32``: ``bf16: false``, whatever the recipe says;
+- ``bf16``: ``bf16: true`` (the recipe's setting now): accelerate autocasts the policy and reference forwards (and
+  backward) to bfloat16 (AMX / avx512_bf16 on this CPU); weights, gradients and AdamW stay float32, as in the
+  paper's bf16 runs;
 - ``gen_autocast``: generation inside one bfloat16 autocast region (a wrapper here; the proposed lapo.train change);
 - ``threads1``: one intra-op thread instead of ``--threads``;
 - ``matmul_high`` / ``matmul_medium``: ``torch.set_float32_matmul_precision``; ``eager``: eager attention;
@@ -36,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import gc
 import json
 import os
 import platform
@@ -50,6 +52,7 @@ from pathlib import Path
 PARTS = ("generate", "ref_forward", "policy_forward", "backward", "reward", "optimizer", "other")
 # Settings a variant combines ("threads1+matmul_medium"); none changes the algorithm.
 KNOBS = {
+    "fp32": {"overrides": ["bf16=false"]},
     "threads1": {"threads": 1},
     "matmul_high": {"precision": "high"},
     "matmul_medium": {"precision": "medium"},
@@ -59,11 +62,11 @@ KNOBS = {
     "paged": {"overrides": ["use_transformers_continuous_batching=true"]},
     # With bf16 on CPU, accelerate autocasts each forward call on its own, so generation casts every weight to
     # bfloat16 again for every decoded token; one autocast region around the whole generation casts each weight
-    # once (PyTorch keeps its cast cache until the outermost region ends). What lapo.train would add:
-    # see generation_autocast() and benchmarks/smollm2_step.md.
+    # once (PyTorch keeps its cast cache until the outermost region ends). Measured: no gain per step, so
+    # lapo does not do it (benchmarks/smollm2_step.md).
     "gen_autocast": {"gen_autocast": True},
 }
-ALIASES = {"stock": "", "tuned": "bf16+gen_autocast"}
+ALIASES = {"stock": "fp32", "tuned": "bf16+gen_autocast"}
 
 
 def variant_settings(name: str) -> dict:
@@ -298,6 +301,23 @@ def load_average() -> list[float] | None:
         return None
 
 
+def run_in_child(name: str, args, model: str | None, profile_top: int) -> list[dict]:
+    """One run of ``name`` in a fresh Python process (each variant starts from the same clean state; a crash
+    shows as an error naming the variant); returns its timed steps' records."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="lapo-step-records-") as tmp:
+        path = Path(tmp) / "records.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-out", str(path),
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   "--max-completion-length", str(args.max_completion_length), "--torch-profile", str(profile_top)]
+        command += (["--model", model] if model else []) + (["--tiny"] if args.tiny else [])
+        done = subprocess.run(command)
+        if done.returncode != 0 or not path.exists():
+            raise SystemExit(f"the {name} run failed (exit status {done.returncode}); see its output above.")
+        return json.loads(path.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny random model built on the spot; seconds")
@@ -312,15 +332,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-profile", type=int, default=0, metavar="N",
                         help="print the top N operators of one timed step of the first variant")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one run of one variant, in its own process
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.steps = args.steps or (1 if args.tiny else 3)
     args.max_completion_length = args.max_completion_length or (16 if args.tiny else 128)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        records = run_variant(args.child, args, args.model, args.torch_profile)
+        args.child_out.write_text(json.dumps(records))
+        return 0
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     try:
         variants = {name: variant_settings(name) for name in names}
     except ValueError as error:
         parser.error(str(error))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -333,9 +362,10 @@ def main(argv: list[str] | None = None) -> int:
             order = names if rnd % 2 == 0 else names[::-1]
             for name in order:
                 top = args.torch_profile if (rnd == 0 and name == names[0]) else 0
-                records = run_variant(name, args, model, top)
+                # SmolLM2 runs each in a fresh process; the tiny model's runs share this one (seconds, not minutes).
+                run = run_variant if args.tiny else run_in_child
+                records = run(name, args, model, top)
                 results[name].append(records)
-                gc.collect()  # the finished run's trainer, models and optimizer go before the next loads
                 print(f"round {rnd + 1} {name}: " + "; ".join(
                     f"{r['seconds']:.2f}s (" + ", ".join(f"{k} {v:.2f}" for k, v in r["parts"].items()) + ")"
                     for r in records), flush=True)

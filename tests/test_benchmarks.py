@@ -40,6 +40,16 @@ def test_smollm2_step_tiny(tmp_path):
     assert "| stock |" in done.stdout and "| tuned |" in done.stdout
 
 
+def test_smollm2_step_stock_means_float32_whatever_the_recipe_says():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smollm2_step", BENCHMARKS / "smollm2_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # The recipe trains in bf16 now; "stock" is the before of the before/after and must stay float32.
+    assert module.variant_settings("stock")["overrides"] == ["bf16=false"]
+
+
 def _run_tiny(script: str, tmp_path: Path) -> dict:
     out = tmp_path / f"{script}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,10 +1,11 @@
 """`lapo quickstart --smoke`: the embedded default's whole code path on a tiny model built on the spot."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from lapo.quickstart import claims, main
+from lapo.quickstart import QuickstartSettings, claims, grading, main, parse_args, run_config, starting_model
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,23 @@ def _summary(tokens, acc, levels):
 def test_claims_are_checked_as_measured(lapo_i, holds):
     summaries = {"base": _summary(100, 0.90, [80, 100, 120]), "LAPO-I": lapo_i}
     assert [ok for _, _, ok in claims(summaries)] == holds
+
+
+def test_base_flag_replaces_the_preset_model():
+    assert starting_model(parse_args(["--base", "runs/my-base"])) == "runs/my-base"
+
+
+def test_without_base_flag_the_preset_model_is_used():
+    assert starting_model(QuickstartSettings(model="smollm2-135m-instruct")) == "smollm2-135m-instruct"
+
+
+def test_every_model_is_graded_with_the_recipes_answer_fallback(tmp_path):
+    # SmolLM2's recipe grades the last number; the base model must be graded that way too, not only LAPO's.
+    settings = QuickstartSettings(model="smollm2-135m-instruct", out=tmp_path)
+    assert grading(run_config(settings, settings.model), tmp_path).answer_fallback == "last_number"
+
+
+def test_every_model_is_prompted_in_the_recipes_format(tmp_path):
+    settings = QuickstartSettings(model="smollm2-135m-instruct", out=tmp_path)
+    how = grading(run_config(settings, settings.model), tmp_path)
+    assert json.loads(Path(how.prompt_format).read_text())["kind"] == "chat"

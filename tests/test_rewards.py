@@ -131,3 +131,9 @@ def test_factories_use_the_config_and_are_picklable():
     i = internalization_reward(cfg, 8, LengthStats(), {})
     assert (d.__name__, d.weight, i.__name__, i.sigma) == ("lapo_discovery", 0.5, "lapo_internalization", 60.0)
     assert pickle.loads(pickle.dumps(d)).weight == 0.5
+
+
+def test_a_missing_gold_answer_is_never_matched():
+    none_box = "x</think>\\boxed{None}"
+    out, _, _ = _call(_discovery(), [none_box] * 4, [10, 20, 30, 40], ["a"] * 4, answer=[None] * 4)
+    assert out == [0.0] * 4

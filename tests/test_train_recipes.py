@@ -66,3 +66,9 @@ def test_recipe_runs_one_step_per_stage(recipe, tmp_path, tiny_qwen2_dir, tiny_l
         assert (tmp_path / "run" / stage / "complete.json").is_file()
     run = load_run_config(recipe, overrides)
     assert run.stages["discovery"].lapo.discovery_weight == length.DISCOVERY_WEIGHT  # the recipe's, not ours
+
+
+def test_smollm2_recipe_trains_in_bf16_on_cpu_as_written():
+    # bf16 autocast is the recipe's CPU speed-up (benchmarks/smollm2_step.py); it must parse with use_cpu.
+    run = load_run_config(RECIPES / "smollm2-135m/config.yaml", [])
+    assert all(stage.grpo.bf16 and stage.grpo.use_cpu for stage in run.stages.values())

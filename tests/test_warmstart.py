@@ -12,7 +12,8 @@ from lapo.budget import parse_budget  # noqa: E402
 from lapo.models import build_char_tokenizer, build_tiny_model  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
-TINY = ["--hidden-size", "16", "--layers", "2", "--heads", "2", "--batch-size", "4", "--threads", "1"]
+TINY = ["--hidden-size", "16", "--layers", "2", "--heads", "2", "--batch-size", "4", "--threads", "1",
+        "--budget-steps", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,45 @@ def test_two_steps_change_the_weights(tmp_path):
     assert not torch.equal(initial.model.embed_tokens.weight, trained.model.embed_tokens.weight)
 
 
+def _phases(monkeypatch, argv):
+    """(steps, learning rate, budget share) of each SFT phase `lapo warmstart argv` runs (no training)."""
+    calls = []
+
+    def fake_sft(cfg, model, tokenizer, steps, learning_rate, warmup_steps, budget_share):
+        calls.append((steps, learning_rate, budget_share))
+        return model
+
+    monkeypatch.setattr(warmstart, "_sft", fake_sft)
+    warmstart.train(warmstart.parse_args(argv))
+    return calls
+
+
+def test_plain_phase_then_budget_phase(monkeypatch, tmp_path):
+    argv = ["--out", str(tmp_path), *TINY, "--max-steps", "5", "--learning-rate", "0.01", "--budget-steps", "3",
+            "--budget-learning-rate", "0.001", "--budget-share", "0.4"]
+    assert _phases(monkeypatch, argv) == [(5, 0.01, 0.0), (3, 0.001, 0.4)]
+
+
+def test_init_skips_the_plain_phase(monkeypatch, tmp_path):
+    warmstart.main(["--out", str(tmp_path / "first"), "--max-steps", "1", *TINY])
+    argv = ["--out", str(tmp_path / "second"), "--init", str(tmp_path / "first"), *TINY]
+    assert [share for _, _, share in _phases(monkeypatch, argv)] == [warmstart.WarmstartConfig().budget_share]
+
+
+def test_no_budget_phase_with_zero_budget_steps(monkeypatch, tmp_path):
+    argv = ["--out", str(tmp_path), *TINY, "--max-steps", "2", "--budget-steps", "0"]
+    assert [share for _, _, share in _phases(monkeypatch, argv)] == [0.0]
+
+
+def test_every_option_has_help():
+    assert set(warmstart.HELP) == set(vars(warmstart.WarmstartConfig()))
+
+
+def test_fresh_model_without_plain_steps_is_refused():
+    with pytest.raises(SystemExit):
+        warmstart.parse_args(["--max-steps", "0"])
+
+
 def test_run_record_is_written(tmp_path):
     warmstart.main(["--out", str(tmp_path), "--max-steps", "1", *TINY])
     record = json.loads((tmp_path / "lapo_warmstart.json").read_text())
@@ -86,6 +126,29 @@ def test_measure_reports_every_level_of_the_problems():
     problems = counting.load_split("test", seed=0, n=10)
     table = warmstart.measure(model, tokenizer, problems, samples=1, max_new_tokens=8)
     assert [f.level for f in table] == list(counting.LEVELS)
+
+
+def test_budgeted_measurement_prompts_carry_a_budget_between_one_and_two_minimal_lengths():
+    problems = counting.load_split("test", seed=0, n=20)
+    jobs = warmstart.measurement_prompts(problems, samples=3, seed=0, budgeted=True)
+    assert all(p["min_tokens"] <= parse_budget(prompt) <= 2 * p["min_tokens"] for p, prompt in jobs)
+
+
+def test_plain_measurement_prompts_carry_no_budget():
+    problems = counting.load_split("test", seed=0, n=20)
+    assert not any(parse_budget(prompt) for _, prompt in warmstart.measurement_prompts(problems, 3, 0, False))
+
+
+def test_init_continues_from_the_given_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    warmstart.main(["--out", str(tmp_path / "first"), "--max-steps", "1", *TINY])
+    # Learning rate 0: the continued model must be the checkpoint itself, not a fresh model.
+    warmstart.main(["--out", str(tmp_path / "second"), "--init", str(tmp_path / "first"),
+                    "--budget-learning-rate", "0", *TINY])
+    first = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
+    second = AutoModelForCausalLM.from_pretrained(tmp_path / "second")
+    assert torch.equal(first.model.embed_tokens.weight, second.model.embed_tokens.weight)
 
 
 def test_tabulate_gives_ratio_one_to_minimal_traces():

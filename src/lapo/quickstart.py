@@ -13,6 +13,7 @@ report ends with the claims of the paper checked on this run, pass or fail, as m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,6 +42,7 @@ class QuickstartSettings:
     eval_problems: int | None = None
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
+    base: str | None = None  # a checkpoint to start from instead of the preset's model (same recipe and task)
 
     @property
     def preset(self) -> dict:
@@ -61,14 +63,40 @@ def build_smoke_model(folder: Path) -> str:
     return str(folder)
 
 
-def evaluate_model(s: QuickstartSettings, model: str, label: str, max_new_tokens: int) -> dict:
+def starting_model(s: QuickstartSettings) -> str:
+    """The base model: a tiny one built now (--smoke), else --base if given, else the preset's model."""
+    return build_smoke_model(s.out / "smoke-base") if s.smoke else (s.base or s.model)
+
+
+@dataclass(frozen=True)
+class Grading:
+    """How the recipe prompts and grades; every evaluated model gets the same (the base model has no training
+    run whose settings `lapo eval` could find on its own)."""
+
+    prompt_format: str  # a JSON file of the recipe's PromptFormat fields
+    answer_fallback: str
+    max_new_tokens: int
+
+
+def grading(config, folder: Path) -> Grading:
+    """The discovery stage's prompt format, answer fallback and completion limit; the format is written to
+    ``folder/prompt_format.json`` for `lapo eval`."""
+    stage = config.stages["discovery"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "prompt_format.json"
+    path.write_text(json.dumps(dataclasses.asdict(stage.lapo.prompt_format()), indent=1))
+    return Grading(str(path), stage.lapo.answer_fallback, stage.grpo.max_completion_length)
+
+
+def evaluate_model(s: QuickstartSettings, model: str, label: str, how: Grading) -> dict:
     """Pass@1 over k samples on the held-out split, with the eval defaults (temperature 0.6, top_p 0.95)."""
     from lapo.evaluate import EvalSettings, evaluate
 
     problems = 10 if s.smoke else (s.eval_problems or s.preset["eval_problems"])
     settings = EvalSettings(
         model=model, dataset=s.preset["dataset"], k=2 if s.smoke else s.k, limit=problems,
-        max_new_tokens=max_new_tokens, out=str(s.out / "eval" / label), label=label, seed=s.seed,
+        max_new_tokens=how.max_new_tokens, out=str(s.out / "eval" / label), label=label, seed=s.seed,
+        prompt_format=how.prompt_format, answer_fallback=how.answer_fallback,
     )
     return evaluate(settings)
 
@@ -129,16 +157,16 @@ def run_quickstart(s: QuickstartSettings) -> dict:
 
     start = time.monotonic()
     s.out.mkdir(parents=True, exist_ok=True)
-    base = build_smoke_model(s.out / "smoke-base") if s.smoke else s.model
+    base = starting_model(s)
     config = run_config(s, base)  # parsed first: a bad override fails before any model loads
-    eval_tokens = config.stages["discovery"].grpo.max_completion_length
+    how = grading(config, s.out)
     _say(f"[1/4] evaluating the base model {base}")
-    summaries = {"base": evaluate_model(s, base, "base", eval_tokens)}
+    summaries = {"base": evaluate_model(s, base, "base", how)}
     _say("[2/4] training stage 1 (Discovery) and stage 2 (Internalization)")
     run(config)
     _say("[3/4] evaluating LAPO-D and LAPO-I")
     for label, stage in (("LAPO-D", "discovery"), ("LAPO-I", "internalization")):
-        summaries[label] = evaluate_model(s, str(config.run_dir / stage / "final"), label, eval_tokens)
+        summaries[label] = evaluate_model(s, str(config.run_dir / stage / "final"), label, how)
     _say("[4/4] writing the report")
     report_dir = s.out / "report"
     build_report([s.out / "eval" / label for label in LABELS] + [config.run_dir], report_dir, base="base")
@@ -171,9 +199,11 @@ def parse_args(argv: list[str]) -> QuickstartSettings:
     p.add_argument("--k", type=int, default=4, help="samples per test problem for Pass@1")
     p.add_argument("--eval-problems", type=int, help="test problems to evaluate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", help="start from this checkpoint instead of --model's (same recipe and task), "
+                                  "e.g. a model of your own from `lapo warmstart`")
     p.add_argument("overrides", nargs="*", help="recipe overrides for `lapo train`, e.g. max_steps=50")
     a = p.parse_args(argv)
-    return QuickstartSettings(a.out, a.model, a.smoke, a.k, a.eval_problems, a.seed, list(a.overrides))
+    return QuickstartSettings(a.out, a.model, a.smoke, a.k, a.eval_problems, a.seed, list(a.overrides), a.base)
 
 
 def main(argv: list[str] | None = None) -> int:

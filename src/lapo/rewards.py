@@ -95,7 +95,9 @@ class GroupReward:
         self.calls = 0
 
     def _local_rows(self, completions, completion_ids, problem_id, answer, columns) -> list[Row]:
-        correct = self.checker.check_many([_text(c) for c in completions], [str(a) for a in answer])
+        # A missing gold (None from a column with gaps) must never be matched, not even by \boxed{None}.
+        golds = ["" if a is None else str(a) for a in answer]
+        correct = self.checker.check_many([_text(c) for c in completions], golds)
         return [Row(str(p), bool(ok), len(ids)) for p, ok, ids in zip(problem_id, correct, completion_ids)]
 
     def __call__(

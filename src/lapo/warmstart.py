@@ -1,16 +1,27 @@
 """`lapo warmstart`: train the embedded default's overthinking base model with TRL's SFTTrainer, on CPU.
 
     lapo warmstart --out runs/counting-base --measure 4          # the shipped recipe (docs/EMBEDDED.md)
-    lapo warmstart --out runs/counting-base --measure 4 --measure-only   # only the table, of a saved model
-    lapo warmstart --out /tmp/tiny --max-steps 2 --hidden-size 16 --layers 2            # smoke
+    lapo warmstart --out runs/counting-base --measure 4 --measure-only   # only the tables, of a saved model
+    lapo warmstart --out /tmp/tiny --max-steps 2 --budget-steps 1 --hidden-size 16 --layers 2   # smoke
 
 A tiny Qwen2 with a character-level tokenizer (lapo.models) learns, from scratch, the counting task's
 traces *with* redundant re-checks (lapo.tasks.counting.overthinking_completion): the result answers
 correctly most of the time and writes about twice the minimal number of tokens, as real reasoning models
 overthink. That is the model LAPO then makes shorter (`lapo quickstart`).
 
+Two phases, both SFT on the same kind of traces:
+
+1. **plain** (``--max-steps`` at ``--learning-rate``): plain prompts, from a fresh model. Skipped when
+   ``--init`` names a checkpoint to continue from.
+2. **budget tolerance** (``--budget-steps`` at ``--budget-learning-rate``): a ``--budget-share`` of the prompts
+   carry stage 2's budget sentence with a random N. A model this small, trained on plain prompts only, copies
+   the sentence's letters into its count (accuracy 89% -> 30% with the sentence); trained with them from
+   scratch it learned badly (19%). Taught after the plain phase, it keeps its accuracy with the sentence,
+   so stage 2 starts from a model that can read its prompts (docs/EMBEDDED.md).
+
 After training, ``--measure K`` samples K completions per test problem (temperature 0.6, top_p 0.95, fixed
-seeds) and prints accuracy, mean tokens, minimal tokens and their ratio per level (:func:`measure`).
+seeds) and prints accuracy, mean tokens, minimal tokens and their ratio per level, on plain prompts and on
+prompts with a budget sentence (:func:`measure`).
 """
 
 from __future__ import annotations
@@ -33,17 +44,23 @@ class WarmstartConfig:
     """The recipe: model shape, data and schedule (defaults = the shipped base model's)."""
 
     out: str = "runs/counting-base"
+    init: str = ""  # continue this checkpoint (path or lapo alias): skips the plain phase
     seed: int = 0
     hidden_size: int = 128
     layers: int = 3
     heads: int = 4
     intermediate_size: int = 256
-    max_steps: int = 1200
     batch_size: int = 32
+    weight_decay: float = 0.0
+    # phase 1, plain prompts
+    max_steps: int = 1200
     learning_rate: float = 3e-3
     warmup_steps: int = 50
-    weight_decay: float = 0.0
-    budget_share: float = 0.5  # share of SFT prompts with a budget sentence of random N (see build_sft_rows)
+    # phase 2, budget tolerance
+    budget_steps: int = 300
+    budget_learning_rate: float = 1e-3
+    budget_warmup_steps: int = 20
+    budget_share: float = 0.5  # share of phase-2 prompts with a budget sentence of random N (see build_sft_rows)
     threads: int = 1  # a model this small runs faster on one thread than on two
     measure: int = 0  # samples per test problem for the table printed at the end (0: skip)
     measure_problems: int = 200
@@ -74,8 +91,8 @@ def build_sft_rows(problems, seed: int, budget_share: float = 0.0) -> dict[str, 
     return rows
 
 
-def sft_config(cfg: WarmstartConfig, output_dir: str):
-    """TRL's SFTConfig for the recipe: CPU, completion-only loss, cosine schedule, nothing saved mid-run."""
+def sft_config(cfg: WarmstartConfig, output_dir: str, *, steps: int, learning_rate: float, warmup_steps: int):
+    """TRL's SFTConfig of one phase: CPU, completion-only loss, cosine schedule, nothing saved mid-run."""
     from trl import SFTConfig
 
     return SFTConfig(
@@ -85,17 +102,17 @@ def sft_config(cfg: WarmstartConfig, output_dir: str):
         bf16=False,
         gradient_checkpointing=False,
         seed=cfg.seed,
-        max_steps=cfg.max_steps,
+        max_steps=steps,
         per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
+        learning_rate=learning_rate,
         lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_steps,
+        warmup_steps=warmup_steps,
         weight_decay=cfg.weight_decay,
         completion_only_loss=True,
         # Not "group_by_length": batches of one length (all short or all long traces) slowed learning ~3x here.
         train_sampling_strategy="random",
         max_length=512,
-        logging_steps=max(1, cfg.max_steps // 20),
+        logging_steps=max(1, steps // 20),
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
@@ -103,30 +120,47 @@ def sft_config(cfg: WarmstartConfig, output_dir: str):
 
 
 def train(cfg: WarmstartConfig):
-    """SFT a fresh tiny Qwen2 on overthinking traces; save model and tokenizer to ``cfg.out``."""
+    """Phase 1 (plain prompts, fresh model; skipped with ``init``), then phase 2 (budget tolerance);
+    saves model and tokenizer to ``cfg.out``."""
     import torch
+
+    from lapo.models import build_char_tokenizer, build_tiny_model, load_model_and_tokenizer
+
+    torch.set_num_threads(cfg.threads)
+    if cfg.init:
+        model, tokenizer = load_model_and_tokenizer(cfg.init, dtype=torch.float32)
+    else:
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_model(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
+                                 num_heads=cfg.heads, intermediate_size=cfg.intermediate_size, seed=cfg.seed)
+        model = _sft(cfg, model, tokenizer, cfg.max_steps, cfg.learning_rate, cfg.warmup_steps, budget_share=0.0)
+    if cfg.budget_steps:
+        model = _sft(cfg, model, tokenizer, cfg.budget_steps, cfg.budget_learning_rate, cfg.budget_warmup_steps,
+                     budget_share=cfg.budget_share)
+    out = Path(cfg.out)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return model, tokenizer
+
+
+def _sft(cfg: WarmstartConfig, model, tokenizer, steps: int, learning_rate: float, warmup_steps: int,
+         budget_share: float):
+    """One SFT phase with TRL's SFTTrainer; returns the trained model."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from lapo.models import build_char_tokenizer, build_tiny_model
     from lapo.tasks import counting
 
-    torch.set_num_threads(cfg.threads)
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_model(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
-                             num_heads=cfg.heads, intermediate_size=cfg.intermediate_size, seed=cfg.seed)
+    logger.info("SFT: %d steps, lr %g, budget share %g", steps, learning_rate, budget_share)
     # One distinct problem per training sequence: more variety than epochs over a small set.
-    problems = counting.load_split("train", seed=cfg.seed, n=cfg.max_steps * cfg.batch_size)
-    dataset = Dataset.from_dict(build_sft_rows(problems, cfg.seed, cfg.budget_share))
-    out = Path(cfg.out)
-    # The trainer's own output_dir only receives logs (nothing is saved mid-run): keep it out of `out`.
+    problems = counting.load_split("train", seed=cfg.seed, n=steps * cfg.batch_size)
+    dataset = Dataset.from_dict(build_sft_rows(problems, cfg.seed, budget_share))
+    # The trainer's output_dir only receives logs (nothing is saved mid-run): keep it out of `out`.
     with tempfile.TemporaryDirectory(prefix="lapo-warmstart-") as scratch:
-        trainer = SFTTrainer(model=model, args=sft_config(cfg, scratch), train_dataset=dataset,
-                             processing_class=tokenizer)
+        args = sft_config(cfg, scratch, steps=steps, learning_rate=learning_rate, warmup_steps=warmup_steps)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    return trainer.model, tokenizer
+    return trainer.model
 
 
 @dataclass
@@ -142,15 +176,18 @@ class LevelFigures:
 
 
 def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float = 0.6, top_p: float = 0.95,
-            seed: int = 0, max_new_tokens: int = 256, batch_size: int = 64) -> list[LevelFigures]:
-    """Sample ``samples`` completions per problem and tabulate accuracy and tokens per level."""
+            seed: int = 0, max_new_tokens: int = 256, batch_size: int = 64,
+            budgeted: bool = False) -> list[LevelFigures]:
+    """Sample ``samples`` completions per problem and tabulate accuracy and tokens per level.
+
+    ``budgeted``: every prompt carries stage 2's budget sentence with N drawn in [minimal, 2 x minimal]
+    (where stage 1's targets land), to check that the sentence does not derail the model before stage 2.
+    """
     import torch
 
-    from lapo.data import PromptFormat, render_prompt
     from lapo.tasks.counting import is_correct
 
-    fmt = PromptFormat(kind="plain")
-    jobs = [(p, render_prompt(p["problem"], None, fmt)) for p in problems for _ in range(samples)]
+    jobs = measurement_prompts(problems, samples, seed, budgeted)
     results = []  # (level, correct, tokens, min_tokens)
     model.eval()
     for start in range(0, len(jobs), batch_size):
@@ -161,6 +198,23 @@ def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float 
         for (p, _), text, n in zip(chunk, texts, lengths):
             results.append((p["level"], is_correct(text, p["answer"]), n, p["min_tokens"]))
     return _tabulate(results)
+
+
+def measurement_prompts(problems, samples: int, seed: int, budgeted: bool) -> list[tuple[dict, str]]:
+    """(problem, prompt) for each sample; with ``budgeted``, N is drawn per sample in [minimal, 2 x minimal]."""
+    from lapo.budget import insert_budget
+    from lapo.data import PromptFormat, render_prompt
+
+    fmt = PromptFormat(kind="plain")
+    budgets = random.Random(f"lapo-measure-budget/{seed}")
+    jobs = []
+    for p in problems:
+        for _ in range(samples):
+            prompt = render_prompt(p["problem"], None, fmt)
+            if budgeted:
+                prompt = insert_budget(prompt, budgets.randint(p["min_tokens"], 2 * p["min_tokens"]))
+            jobs.append((p, prompt))
+    return jobs
 
 
 def _generate(model, tokenizer, prompts, *, temperature, top_p, max_new_tokens):
@@ -204,16 +258,47 @@ def format_table(table: list[LevelFigures]) -> str:
     return "\n".join(lines)
 
 
+HELP = {
+    "out": "folder for the trained model, its tokenizer and lapo_warmstart.json",
+    "init": "continue this checkpoint (path or lapo alias) instead of a fresh model; skips the plain phase",
+    "seed": "seed of the model's initialisation, the problems, the traces and the budgets",
+    "hidden_size": "model width (fresh models only)",
+    "layers": "transformer layers (fresh models only)",
+    "heads": "attention heads (fresh models only)",
+    "intermediate_size": "MLP width (fresh models only)",
+    "batch_size": "traces per SFT step (each a distinct problem)",
+    "weight_decay": "AdamW weight decay, both phases",
+    "max_steps": "SFT steps of phase 1 (plain prompts)",
+    "learning_rate": "peak learning rate of phase 1 (cosine schedule)",
+    "warmup_steps": "warm-up steps of phase 1",
+    "budget_steps": "SFT steps of phase 2 (budget tolerance); 0 skips it",
+    "budget_learning_rate": "peak learning rate of phase 2 (cosine schedule)",
+    "budget_warmup_steps": "warm-up steps of phase 2",
+    "budget_share": "share of phase-2 prompts that carry a budget sentence with a random N",
+    "threads": "torch threads (a model this small runs fastest on one)",
+    "measure": "after training, sample this many completions per test problem and print the tables (0: skip)",
+    "measure_problems": "test problems to measure",
+    "measure_only": "skip training: measure the model already in --out",
+}
+
+
 def parse_args(argv) -> WarmstartConfig:
     defaults = WarmstartConfig()
-    parser = argparse.ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, value in asdict(defaults).items():
         flag = f"--{name.replace('_', '-')}"
         if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true", default=value)
+            parser.add_argument(flag, action="store_true", default=value, help=HELP[name])
         else:
-            parser.add_argument(flag, type=type(value), default=value)
-    return WarmstartConfig(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=type(value), default=value, help=HELP[name])
+    cfg = WarmstartConfig(**vars(parser.parse_args(argv)))
+    if cfg.max_steps < 1 and not cfg.init and not cfg.measure_only:
+        parser.error(f"--max-steps {cfg.max_steps}: a fresh model needs at least 1 plain step; "
+                     "give --init CHECKPOINT to start from a trained model instead")
+    if not 0.0 <= cfg.budget_share <= 1.0:
+        parser.error(f"--budget-share {cfg.budget_share}: a share of prompts, between 0 and 1")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +333,10 @@ def _measure_and_print(cfg: WarmstartConfig, model, tokenizer) -> dict:
     problems = counting.load_split("test", seed=cfg.seed, n=cfg.measure_problems)
     start = time.time()
     table = measure(model, tokenizer, problems, samples=cfg.measure, seed=cfg.seed)
-    print(format_table(table))
+    print("plain prompts\n" + format_table(table))
+    budgeted = measure(model, tokenizer, problems, samples=cfg.measure, seed=cfg.seed, budgeted=True)
+    print("prompts with a budget sentence, N in [minimal, 2 x minimal]\n" + format_table(budgeted))
     settings = {"samples_per_problem": cfg.measure, "problems": len(problems), "temperature": 0.6, "top_p": 0.95,
                 "seed": cfg.seed, "seconds": round(time.time() - start, 1)}
-    return {"settings": settings, "levels": [asdict(f) for f in table]}
+    return {"settings": settings, "levels": [asdict(f) for f in table],
+            "budgeted_levels": [asdict(f) for f in budgeted]}
