@@ -258,6 +258,33 @@ def test_in_process_checks_have_a_limit_in_the_main_thread():
         assert c.check("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}") is True  # the timer is disarmed
 
 
+def test_an_alarm_dropped_inside_a_gc_callback_does_not_lift_the_limit():
+    """Python drops an exception raised in a gc callback (seen in CI: hypothesis's callback swallowed the alarm
+    and a check ran 7.5 s past its 0.5 s limit); the timer must fire again until the check stops."""
+    import gc
+
+    from nasty_completions import SYMPY_MONSTERS
+
+    busy = []
+
+    def slow_callback(phase, info):
+        if phase == "start" and not busy:  # the first collection holds the thread past the limit
+            busy.append(time.monotonic())
+            while time.monotonic() - busy[0] < 0.8:
+                pass
+
+    with AnswerChecker(timeout_s=0.5, workers=0) as c:
+        c.check("\\boxed{1}", "\\frac{2}{2}")  # warm up outside the measurement
+        gc.callbacks.append(slow_callback)
+        try:
+            start = time.monotonic()
+            verdict = c.check(f"\\boxed{{{SYMPY_MONSTERS['deep_parentheses']}}}", "1")
+            took = time.monotonic() - start
+        finally:
+            gc.callbacks.remove(slow_callback)
+    assert busy and verdict is False and took < HOLD_UP_S
+
+
 def test_in_process_checker_on_the_fast_corpus(nasty):
     with AnswerChecker(timeout_s=0.5, workers=0) as c, AnswerChecker(timeout_s=0.5, workers=0, fallback="last_number") as n:
         for case in nasty:
@@ -662,3 +689,14 @@ def test_trl_reward_glue_on_the_corpus(nasty):
             assert math.isfinite(reward) and (reward == 0.0 if not ok else 1.0 <= reward <= 1.0 + weight + 1e-12)
             assert not (case.slow and ok) and (case.expected is None or ok is case.expected), case.name
     assert set(stats.problem_ids()) == {f"p{i}" for i in range(len(plain) // 8)}  # every group recorded
+
+
+def test_ctrl_c_during_an_in_process_check_is_not_a_wrong_verdict(monkeypatch):
+    import lapo.answers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lapo.answers, "_verify_in_process", interrupted)
+    with AnswerChecker(timeout_s=0.5, workers=0) as c, pytest.raises(KeyboardInterrupt):
+        c.check("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}")

@@ -248,8 +248,25 @@ class _CheckTimeout(BaseException):
     """Raised by the timer of an in-process check; a BaseException so sympy's ``except Exception`` misses it."""
 
 
-def _raise_check_timeout(signum, frame) -> None:
-    raise _CheckTimeout()
+# After the limit the timer keeps firing at this interval until the check is over: Python drops an exception
+# raised while a gc callback or a __del__ runs (seen here: hypothesis's gc callback swallowed the first alarm
+# and a sympy check ran on for 7 s), so one alarm alone is not a limit.
+ALARM_REPEAT_S = 0.05
+
+
+class _Alarm:
+    """The SIGALRM handler of one in-process check: raises :class:`_CheckTimeout` until disarmed."""
+
+    def __init__(self):
+        self.armed = True
+
+    def __call__(self, signum, frame) -> None:
+        if self.armed:
+            raise _CheckTimeout()
+
+    def disarm(self) -> None:
+        self.armed = False  # first: an alarm that lands during the next line does nothing
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 class _Worker:
@@ -387,17 +404,21 @@ class AnswerChecker:
         """``workers=0``: math-verify in this process, cut off by a SIGALRM timer in the main thread."""
         _warm_up()  # outside the timer, as in a worker: filling sympy's caches is no check's time
         timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+        alarm = _Alarm()
         if timed:
             started = time.monotonic()
-            previous = signal.signal(signal.SIGALRM, _raise_check_timeout)
-            outer, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s)  # a caller's own timer, if any
+            previous = signal.signal(signal.SIGALRM, alarm)
+            # a caller's own timer, if any, comes back as `outer`
+            outer, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s, ALARM_REPEAT_S)
         try:
             try:
                 return _verify_in_process(predicted, gold, self._gold_cache)
             finally:
                 if timed:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-        except BaseException:  # noqa: BLE001 - includes _CheckTimeout: past the limit is wrong
+                    alarm.disarm()
+        except (_CheckTimeout, Exception):  # past the limit, or a crash on a hostile answer: wrong
+            if timed:
+                alarm.disarm()  # the alarm may have fired inside the finally above, before it disarmed
             return False
         finally:
             if timed:
