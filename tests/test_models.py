@@ -88,6 +88,16 @@ def test_tiny_model_is_reproducible_from_its_seed(tokenizer):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_tiny_model_can_take_smollm2s_architecture(tokenizer):
+    model = models.build_tiny_model(tokenizer, hidden_size=16, num_heads=2, architecture="llama")
+    assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_tiny_model_rejects_an_unknown_architecture(tokenizer):
+    with pytest.raises(ValueError, match="architecture"):
+        models.build_tiny_model(tokenizer, hidden_size=16, architecture="gpt2")
+
+
 def test_tiny_model_rejects_heads_that_do_not_divide_hidden(tokenizer):
     with pytest.raises(ValueError, match="multiple of num_heads"):
         models.build_tiny_model(tokenizer, hidden_size=30, num_heads=4)

@@ -74,14 +74,20 @@ def build_tiny_model(
     intermediate_size: int | None = None,
     max_position_embeddings: int = 512,
     seed: int = 0,
+    architecture: str = "qwen2",
 ):
-    """A randomly initialised ``Qwen2ForCausalLM`` sized for ``tokenizer`` (tied embeddings, float32)."""
+    """A randomly initialised ``Qwen2ForCausalLM`` (or, with ``architecture="llama"``, ``LlamaForCausalLM``,
+    SmolLM2's) sized for ``tokenizer`` (tied embeddings, float32)."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+    classes = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
+    if architecture not in classes:
+        raise ValueError(f"architecture={architecture!r} is not one of {', '.join(classes)}.")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} must be a multiple of num_heads={num_heads}.")
-    config = Qwen2Config(
+    config_cls, model_cls = classes[architecture]
+    config = config_cls(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 4 * hidden_size,
@@ -95,7 +101,7 @@ def build_tiny_model(
         bos_token_id=None,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    model = model_cls(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model

@@ -321,10 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load(cfg: WarmstartConfig):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lapo.models import load_model_and_tokenizer
 
     torch.set_num_threads(cfg.threads)
-    return AutoModelForCausalLM.from_pretrained(cfg.out), AutoTokenizer.from_pretrained(cfg.out)
+    return load_model_and_tokenizer(cfg.out)
 
 
 def _measure_and_print(cfg: WarmstartConfig, model, tokenizer) -> dict:
