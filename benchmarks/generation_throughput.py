@@ -21,7 +21,8 @@ from pathlib import Path
 
 
 def load(model_name: str | None, hidden: int):
-    from lapo.models import build_char_tokenizer, build_tiny_model, load_model_and_tokenizer
+    from lapo.models.loading import load_model_and_tokenizer
+    from lapo.models.tiny import build_char_tokenizer, build_tiny_model
 
     if model_name:
         return load_model_and_tokenizer(model_name)
@@ -45,9 +46,10 @@ def bare_generate(model, tokenizer, prompts, args) -> int:
 def run(args) -> dict:
     import torch
 
-    from lapo.data import PromptFormat, load_problems, render_prompt
-    from lapo.evaluate import EvalSettings
-    from lapo.generation import TransformersBackend
+    from lapo.data.problems import load_problems
+    from lapo.data.prompts import PromptFormat, render_prompt
+    from lapo.eval.generation import TransformersBackend
+    from lapo.eval.settings import EvalSettings
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load(args.model, args.hidden)

@@ -11,12 +11,12 @@ order alternates between rounds):
 
 - ``plain``: one process, per completion ``verify(parse(gold), parse(completion))`` with math-verify's
   default settings (what a reward function written from math-verify's README does);
-- ``discovery`` / ``internalization``: ``lapo.scoring.score_rows`` (answer check, grouping, LAPO-D band
+- ``discovery`` / ``internalization``: ``lapo.score.score_rows`` (answer check, grouping, LAPO-D band
   reward or LAPO-I Gaussian reward) with an ``AnswerChecker`` of ``--workers`` worker processes, called on
   batches of ``--batch`` completions;
-- ``trl_discovery`` / ``trl_internalization``: the TRL reward callables ``lapo.rewards.DiscoveryReward`` /
+- ``trl_discovery`` / ``trl_internalization``: the TRL reward callables ``lapo.train.rewards.DiscoveryReward`` /
   ``InternalizationReward`` (what ``lapo train`` hands to ``GRPOTrainer``), called as TRL 1.16 calls them on
-  batches of ``--batch`` completions in one process (when ``lapo.rewards`` is importable).
+  batches of ``--batch`` completions in one process (when ``lapo.train.rewards`` is importable).
 
 Prints a markdown table (median completions per second, ratio to the plain loop) and writes JSON to
 ``--out``. Each run also reports how the verdicts compare with the labels the rows were built with, so a
@@ -186,8 +186,8 @@ def run_plain(rows: list[dict]) -> list[bool]:
 
 
 def run_lapo(rows: list[dict], stage: str, checker, batch: int, targets: dict[str, int]) -> list[bool]:
-    """``lapo.scoring.score_rows`` on batches of ``batch`` completions (whole groups per batch)."""
-    from lapo.scoring import score_rows
+    """``lapo.score.score_rows`` on batches of ``batch`` completions (whole groups per batch)."""
+    from lapo.score import score_rows
 
     verdicts: list[bool] = []
     for start in range(0, len(rows), batch):
@@ -198,8 +198,8 @@ def run_lapo(rows: list[dict], stage: str, checker, batch: int, targets: dict[st
 
 def run_trl(rows: list[dict], stage: str, checker, batch: int, group: int, targets: dict[str, int]) -> list[bool]:
     """The TRL reward callables, called with the keywords GRPOTrainer passes (one process, no gather cost)."""
-    from lapo.rewards import DiscoveryReward, InternalizationReward
-    from lapo.stats import LengthStats
+    from lapo.core.stats import LengthStats
+    from lapo.train.rewards import DiscoveryReward, InternalizationReward
 
     stats = LengthStats()
     if stage == "discovery":
@@ -234,7 +234,7 @@ def agreement(rows: list[dict], verdicts: list[bool]) -> dict:
 
 
 def measure(args: argparse.Namespace, rows: list[dict], targets: dict[str, int]) -> dict:
-    from lapo.answers import AnswerChecker
+    from lapo.core.checker import AnswerChecker
 
     modes = ["plain", "discovery", "internalization"]
     if args.trl:
@@ -312,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.trl:
         try:
-            import lapo.rewards  # noqa: F401
+            import lapo.train.rewards  # noqa: F401
         except ImportError:
-            print("lapo.rewards is not importable: the TRL reward callables are left out.", file=sys.stderr)
+            print("lapo.train.rewards is not importable: the TRL reward callables are left out.", file=sys.stderr)
             args.trl = False
     if args.tiny:
         args.n, args.rounds, args.max_reasoning = 64, 1, 2_000
@@ -331,9 +331,9 @@ def main(argv: list[str] | None = None) -> int:
           f"wrong/truncated judged correct: plain {results['plain']['agreement']['wrong_or_truncated_judged_correct']}, "
           f"LAPO {results['discovery']['agreement']['wrong_or_truncated_judged_correct']}")
     if args.out:
-        import math_verify  # noqa: F401 - for its version
-
         from importlib.metadata import version
+
+        import math_verify  # noqa: F401 - for its version
 
         payload = {
             "command": " ".join([Path(sys.executable).name, *sys.argv]),

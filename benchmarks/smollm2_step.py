@@ -221,7 +221,8 @@ def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: i
 
 def build_tiny_model(folder: Path) -> str:
     """A tiny random Qwen2 with lapo's character-level tokenizer, saved as a Hugging Face checkpoint."""
-    from lapo.models import build_char_tokenizer, build_tiny_model as tiny
+    from lapo.models.tiny import build_char_tokenizer
+    from lapo.models.tiny import build_tiny_model as tiny
 
     tokenizer = build_char_tokenizer()
     tiny(tokenizer, hidden_size=32, num_layers=2, seed=0).save_pretrained(folder)
@@ -245,8 +246,8 @@ def run_variant(name: str, args, model: str | None, profile_top: int) -> list[di
     """Train warmup + steps steps of stage 1 with the variant's settings; the timed steps' records."""
     import torch
 
-    from lapo import train
-    from lapo.config import load_run_config
+    from lapo.train import run as train
+    from lapo.train.config import load_run_config
 
     settings = variant_settings(name)
     threads, precision, extra = settings["threads"], settings["precision"], settings["overrides"]

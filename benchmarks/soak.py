@@ -4,7 +4,7 @@
     python benchmarks/soak.py --steps 5                                # the tiny mode tests/test_benchmarks.py runs
 
 The smoke configuration is the shipped ``counting`` recipe with a tiny character-level Qwen2 built on the
-spot (``lapo.models.build_char_tokenizer`` / ``build_tiny_model``, saved to a temporary folder), stage 1
+spot (``lapo.models.tiny.build_char_tokenizer`` / ``build_tiny_model``, saved to a temporary folder), stage 1
 (Discovery) only, ``max_completion_length`` 48, 4 completions for each of 4 prompts per step, and no
 checkpoint before the end. Everything else is the recipe's, run through ``lapo.train`` exactly as
 ``lapo train`` runs it: rewards, length statistics, log history, metrics lines.
@@ -45,7 +45,7 @@ def rss_bytes() -> int:
 
 def build_model(folder: Path) -> Path:
     """The tiny char-level Qwen2 of the smoke configuration, saved with its tokenizer."""
-    from lapo.models import build_char_tokenizer, build_tiny_model
+    from lapo.models.tiny import build_char_tokenizer, build_tiny_model
 
     tokenizer = build_char_tokenizer()
     build_tiny_model(tokenizer, seed=0).save_pretrained(folder)
@@ -82,8 +82,8 @@ def memory_callback(records: list[dict], heap: bool):
 
 def run_soak(steps: int, heap: bool, model: str | None = None) -> tuple[list[dict], dict]:
     """Train ``steps`` steps of the smoke configuration; every step's memory record and the run's result."""
-    from lapo import train
-    from lapo.config import load_run_config
+    from lapo.train import run as train
+    from lapo.train.config import load_run_config
 
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="lapo-soak-") as tmp:

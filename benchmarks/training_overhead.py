@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def build_model(folder: Path, hidden: int) -> str:
-    from lapo.models import build_char_tokenizer, build_tiny_model
+    from lapo.models.tiny import build_char_tokenizer, build_tiny_model
 
     tokenizer = build_char_tokenizer()
     build_tiny_model(tokenizer, hidden_size=hidden, num_layers=2).save_pretrained(folder)
@@ -45,10 +45,10 @@ class PlainCorrectness:
 
 def make_variants(cfg, generations: int, problems, fmt):
     """name -> (reward function, dataset transform or None)."""
-    from lapo import rewards
-    from lapo.answers import AnswerChecker
-    from lapo.data import BudgetedPrompts
-    from lapo.stats import LengthStats
+    from lapo.core.checker import AnswerChecker
+    from lapo.core.stats import LengthStats
+    from lapo.data.prompts import BudgetedPrompts
+    from lapo.train import rewards
 
     targets = {p.id: 60 for p in problems}  # any fixed budgets will do: this measures cost, not learning
     return {
@@ -113,9 +113,10 @@ def time_steps(model_path, reward, transform, rows, args, out) -> list[float]:
 def run(args) -> dict:
     import torch
 
-    from lapo.config import LapoConfig
-    from lapo.data import PromptFormat, load_problems, render_prompt
-    from lapo.models import resolve_alias
+    from lapo.data.problems import load_problems
+    from lapo.data.prompts import PromptFormat, render_prompt
+    from lapo.models.loading import resolve_alias
+    from lapo.train.config import LapoConfig
 
     torch.set_num_threads(args.threads)
     scratch = tempfile.mkdtemp(prefix="lapo-overhead-")

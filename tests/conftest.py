@@ -37,7 +37,7 @@ WARM_ANSWER = "7"
 
 
 def make_char_tokenizer():
-    from lapo.models import build_char_tokenizer
+    from lapo.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -46,7 +46,7 @@ def make_char_tokenizer():
 
 def make_tiny_model(tokenizer, arch: str = "qwen2", seed: int = 0):
     """A random 2-layer model of ``arch`` (hidden 32), the shape of the recipe's real model."""
-    from lapo.models import build_tiny_model
+    from lapo.models.tiny import build_tiny_model
 
     return build_tiny_model(tokenizer, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
                             num_kv_heads=1, max_position_embeddings=1024, seed=seed, architecture=arch)

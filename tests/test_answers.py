@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lapo.answers import AnswerChecker, as_number, extract_answer, extract_boxed, normalize_answer
+from lapo.core.checker import AnswerChecker
+from lapo.core.equivalence import as_number, normalize_answer
+from lapo.core.extract import extract_answer, extract_boxed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

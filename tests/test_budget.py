@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lapo.budget import budget_sentence, insert_budget, parse_budget, strip_budget
+from lapo.core.budget import budget_sentence, insert_budget, parse_budget, strip_budget
 
 
 def test_sentence_is_the_papers():

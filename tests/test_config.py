@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lapo import train
-from lapo.config import LapoConfig, load_run_config, parse_overrides
+from lapo.train import run as train
+from lapo.train import trainer
+from lapo.train.config import LapoConfig, load_run_config, parse_overrides
 
 NO_MODEL = "/nonexistent/model-that-must-not-load"
 
@@ -25,7 +26,7 @@ def no_model_loads(monkeypatch):
         raise AssertionError("a model or tokenizer was loaded before the configuration was checked")
 
     monkeypatch.setattr(train, "load_tokenizer", refuse)
-    monkeypatch.setattr(train, "load_model", refuse)
+    monkeypatch.setattr(trainer, "load_model", refuse)
 
 
 def _args(tmp_path: Path, dataset: Path, *extra: str) -> list[str]:

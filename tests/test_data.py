@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lapo import data
-from lapo.budget import parse_budget
-from lapo.data import BudgetedPrompts, Problem, PromptFormat, load_problems, render_prompt
+from lapo.core.budget import parse_budget
+from lapo.data import problems as data
+from lapo.data import sources
+from lapo.data.problems import Problem, load_problems
+from lapo.data.prompts import BudgetedPrompts, PromptFormat, render_prompt
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROWS = [
@@ -131,14 +133,14 @@ def test_benchmark_names_map_hub_columns(monkeypatch):
         calls.append((repo, split, config))
         return [{"question": "Janet has 3 ducks...", "answer": "3 + 4 = 7\n#### 1,072"}]
 
-    monkeypatch.setattr(data, "_read_hub", fake_hub)
+    monkeypatch.setattr(sources, "_read_hub", fake_hub)
     (p,) = load_problems("gsm8k", split="test")
     assert calls == [("openai/gsm8k", "test", "main")]
     assert (p.problem, p.answer) == ("Janet has 3 ducks...", "1072")
 
 
 def test_any_other_name_is_a_hub_id(monkeypatch):
-    monkeypatch.setattr(data, "_read_hub", lambda repo, split, config=None: [{"problem": repo, "answer": split}])
+    monkeypatch.setattr(sources, "_read_hub", lambda repo, split, config=None: [{"problem": repo, "answer": split}])
     (p,) = load_problems("someone/some-dataset", split="validation")
     assert (p.problem, p.answer) == ("someone/some-dataset", "validation")
 

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from lapo import evaluate as ev
-from lapo import samples as sm
-from lapo.budget import parse_budget
-from lapo.errors import EvalError
-from lapo.evaluate import EvalSettings
-from lapo.generation import Generation, TransformersBackend
+from lapo.core.budget import parse_budget
+from lapo.errors import LapoError
+from lapo.eval import evaluate as ev
+from lapo.eval import samples as sm
+from lapo.eval.generation import TransformersBackend
+from lapo.eval.samples import Generation
+from lapo.eval.settings import EvalSettings
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 
@@ -40,7 +41,7 @@ class FixedBackend:
 @pytest.fixture(scope="module")
 def char_tok():
     """lapo's character-level tokenizer without a chat template (conftest's ``char_tokenizer`` has one)."""
-    from lapo.models import build_char_tokenizer
+    from lapo.models.tiny import build_char_tokenizer
 
     return build_char_tokenizer()
 
@@ -48,7 +49,7 @@ def char_tok():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, char_tok):
     """A 2-layer Qwen2 with hidden size 32, saved like a checkpoint."""
-    from lapo.models import build_tiny_model
+    from lapo.models.tiny import build_tiny_model
 
     model = build_tiny_model(char_tok, hidden_size=32, num_heads=2, num_layers=2, max_position_embeddings=256)
     path = tmp_path_factory.mktemp("tiny")
@@ -64,7 +65,7 @@ def _counting(tmp_path, **kw):
 
 
 def test_scoring_on_fixed_completions_matches_hand_counts(tmp_path, char_tok):
-    from lapo.data import load_problems
+    from lapo.data.problems import load_problems
 
     problems = load_problems("counting", split="test", limit=4)
     gold = {p.problem: p.answer for p in problems}
@@ -126,7 +127,7 @@ def test_a_second_eval_into_a_busy_folder_is_refused(tmp_path, char_tok):
     out.mkdir()
     with (out / ".lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(EvalError, match="another lapo eval"):
+        with pytest.raises(LapoError, match="another lapo eval"):
             ev.evaluate(_counting(tmp_path), tokenizer=char_tok,
                         backend=FixedBackend(char_tok, lambda p: "\\boxed{1}"))
 
@@ -146,7 +147,7 @@ def test_fixed_budget_is_written_into_every_prompt(tmp_path, char_tok):
 
 
 def test_target_budgets_follow_the_stage1_map(tmp_path, char_tok):
-    from lapo.data import load_problems
+    from lapo.data.problems import load_problems
 
     problems = load_problems("counting", split="test", limit=4)
     targets = {p.id: 20 + i for i, p in enumerate(problems)}
@@ -238,7 +239,7 @@ def test_truncated_samples_used_every_new_token(tmp_path, tiny):
 
 @pytest.mark.skipif(not (SHARED_DATA / "math500.jsonl").exists(), reason="../shared/data is not present")
 def test_math500_slice_breaks_down_by_level_and_subject(tmp_path, char_tok):
-    from lapo.data import load_problems
+    from lapo.data.problems import load_problems
 
     problems = load_problems("math500", data_dir=SHARED_DATA, limit=6)
     gold = {p.problem: p.answer for p in problems}
@@ -256,7 +257,7 @@ def test_math500_slice_breaks_down_by_level_and_subject(tmp_path, char_tok):
 
 @pytest.mark.skipif(not (SHARED_DATA / "aime24.jsonl").exists(), reason="../shared/data is not present")
 def test_aime24_slice_pass_at_1_on_fixed_completions(tmp_path, char_tok):
-    from lapo.data import load_problems
+    from lapo.data.problems import load_problems
 
     problems = load_problems("aime24", data_dir=SHARED_DATA, limit=8)  # row 8 has the gold "025"
     gold = {p.problem: p.answer for p in problems}

@@ -6,11 +6,11 @@ Two halves:
   unbalanced ``\\boxed{``, invalid UTF-8 decoded with replacement, NUL bytes, lone surrogates, direction
   marks, numbers with thousands of digits and LaTeX that keeps sympy busy for minutes. Each completion is
   checked alone and timed (at most 2 s with the default 1 s limit), then the whole corpus goes through
-  ``check_many``, both reward formulas, ``lapo.scoring.score_rows`` and the ``lapo score`` command line;
+  ``check_many``, both reward formulas, ``lapo.score.score_rows`` and the ``lapo score`` command line;
 - generated cases (hypothesis, more than 10,000 per run, counted in ``CASES``): soups of hostile pieces,
   wrong answers in many spellings next to decoys of the right one, and scored rollout files.
 
-The TRL reward callables (``lapo.rewards.DiscoveryReward`` / ``InternalizationReward``) get the corpus and
+The TRL reward callables (``lapo.train.rewards.DiscoveryReward`` / ``InternalizationReward``) get the corpus and
 every soup batch too, called as TRL 1.16 calls them (text and conversational completions).
 """
 
@@ -33,13 +33,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lapo import length
-from lapo.answers import AnswerChecker, extract_answer, extract_boxed, is_valid_gold
 from lapo.cli import main as lapo_main
-from lapo.scoring import score_rows
+from lapo.core import length
+from lapo.core.checker import AnswerChecker
+from lapo.core.equivalence import is_valid_gold
+from lapo.core.extract import extract_answer, extract_boxed
+from lapo.score import score_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nasty_completions import MB, Nasty, corpus  # noqa: E402
+from nasty_completions import Nasty, corpus  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
@@ -375,7 +377,7 @@ gold = st.one_of(st.sampled_from(GOLDS), st.integers(-1000, 10**6).map(str), st.
 
 def _has_glue() -> bool:
     try:
-        import lapo.rewards  # noqa: F401
+        import lapo.train.rewards  # noqa: F401
     except ImportError:
         return False
     return True
@@ -644,12 +646,12 @@ def test_generated_cases_add_up_to_ten_thousand():
 
 
 # --------------------------------------------------------------------------------------------------
-# The TRL reward glue (lapo.rewards)
+# The TRL reward glue (lapo.train.rewards)
 
 
 def _glue_rewards(checker, group_size: int, targets: dict | None = None):
-    rewards = pytest.importorskip("lapo.rewards")
-    from lapo.stats import LengthStats
+    rewards = pytest.importorskip("lapo.train.rewards")
+    from lapo.core.stats import LengthStats
 
     stats = LengthStats()
     return (rewards.DiscoveryReward(group_size, stats, checker),
@@ -676,7 +678,7 @@ def _drive_glue(discovery, internalization, completions, golds, lengths, group_s
 
 
 def test_trl_reward_glue_on_the_corpus(nasty):
-    """lapo.rewards' stage-1 and stage-2 callables on the corpus: text and conversational completions."""
+    """lapo.train.rewards' stage-1 and stage-2 callables on the corpus: text and conversational completions."""
     plain = [x for x in nasty if x.fallback == "none"]
     plain = plain + plain[: (-len(plain)) % 8]  # whole groups of eight
     completions = [x.completion if i % 2 else [{"role": "assistant", "content": x.completion}] for i, x in enumerate(plain)]
@@ -692,11 +694,11 @@ def test_trl_reward_glue_on_the_corpus(nasty):
 
 
 def test_ctrl_c_during_an_in_process_check_is_not_a_wrong_verdict(monkeypatch):
-    import lapo.answers
+    import lapo.core.checker
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lapo.answers, "_verify_in_process", interrupted)
+    monkeypatch.setattr(lapo.core.checker, "_verify_in_process", interrupted)
     with AnswerChecker(timeout_s=0.5, workers=0) as c, pytest.raises(KeyboardInterrupt):
         c.check("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}")

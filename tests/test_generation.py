@@ -2,10 +2,9 @@
 
 import pytest
 
-from lapo import generation as gen
-from lapo.errors import EvalError
-from lapo.generation import Generation
-
+from lapo.errors import LapoError
+from lapo.eval import generation as gen
+from lapo.eval.samples import Generation
 
 # ------------------------------------------------------------------------------------------- sampling
 
@@ -38,5 +37,5 @@ def test_sample_rows_draws_the_tempered_nucleus_distribution(temperature, top_p,
 
 def test_vllm_backend_request_without_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(gen, "vllm_available", lambda: False)
-    with pytest.raises(EvalError, match="pip install"):
+    with pytest.raises(LapoError, match="pip install"):
         gen.choose_backend("vllm")

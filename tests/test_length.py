@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from lapo import length
+from lapo.core import length
 
 groups = st.integers(min_value=2, max_value=16).flatmap(
     lambda n: st.tuples(st.lists(st.booleans(), min_size=n, max_size=n), st.lists(st.integers(0, 5000), min_size=n, max_size=n))

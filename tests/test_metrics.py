@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lapo import metrics as mt
+from lapo.core import metrics as mt
 
 
 def rec(pid, correct, tokens, *, sample=0, truncated=False, level=None, budget=None, **extra):

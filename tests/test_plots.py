@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from lapo import plots as pl
-
+from lapo.eval import plots as pl
 
 # ------------------------------------------------------------------------------------------- training logs
 

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from lapo.quickstart import QuickstartSettings, claims, grading, main, parse_args, run_config, starting_model
+from lapo.quickstart import (
+    QuickstartSettings,
+    claims,
+    grading,
+    main,
+    parse_args,
+    run_config,
+    starting_model,
+)
 
 
 @pytest.fixture(scope="module")

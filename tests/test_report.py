@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lapo import report as rp
-from lapo.report import ReportError, Run
+from lapo.errors import LapoError
+from lapo.eval import report as rp
+from lapo.eval import results
+from lapo.eval.results import Run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # The paper's DeepScaleR rows (LAPO_SPEC section 2; LAPO-I AIME24 38.3 instead of 38.1 so no average
@@ -19,7 +21,7 @@ BENCHES = ["math500", "aime24", "amc23", "olympiadbench"]
 
 
 def summary(label, bench, acc, tokens, *, levels=None, budget="none", adherence=None, complete=True):
-    return {"schema": rp.EVAL_SCHEMA, "label": label, "model": label, "benchmark": bench, "k": 4,
+    return {"schema": results.EVAL_SCHEMA, "label": label, "model": label, "benchmark": bench, "k": 4,
             "complete": complete, "pass_at_1": acc, "mean_tokens": tokens, "by_level": levels or {},
             "settings": {"budget": budget}, "budget_adherence": adherence}
 
@@ -38,19 +40,19 @@ def cells_of(markdown, row_name):
 
 
 def test_averages_are_means_of_benchmark_means():
-    _, _, cells = rp.grid(paper_evals())
+    _, _, cells = results.grid(paper_evals())
     acc, tok = rp.averages(cells, "base", BENCHES)
     assert (acc, tok) == (pytest.approx((85.8 + 35.5 + 74.2 + 54.6) / 4), 6250.0)
 
 
 def test_deltas_against_base_in_points_and_percent():
-    _, _, cells = rp.grid(paper_evals())
+    _, _, cells = results.grid(paper_evals())
     d_acc, d_tok = rp.deltas(cells, "LAPO-I", "base", BENCHES)
     assert d_acc == pytest.approx((259.2 - 250.1) / 4) and d_tok == pytest.approx(100 * (3900 - 6250) / 6250)
 
 
 def test_deltas_use_only_benchmarks_both_models_have():
-    _, _, cells = rp.grid(paper_evals(skip={("LAPO-I", "aime24")}))
+    _, _, cells = results.grid(paper_evals(skip={("LAPO-I", "aime24")}))
     d_acc, _ = rp.deltas(cells, "LAPO-I", "base", BENCHES)
     assert d_acc == pytest.approx(((86.3 + 78.3 + 56.3) - (85.8 + 74.2 + 54.6)) / 3)
 
@@ -79,7 +81,7 @@ def test_incomplete_evaluations_are_marked():
 
 def test_budget_runs_get_their_own_row():
     evals = [summary("m", "counting", 0.9, 50), summary("m", "counting", 0.8, 40, budget="fixed:40")]
-    assert rp.grid(evals)[0] == ["m", "m [fixed:40]"]
+    assert results.grid(evals)[0] == ["m", "m [fixed:40]"]
 
 
 def test_level_table_shows_minimal_length_and_ratio():
@@ -122,26 +124,43 @@ def write_run(folder: Path, steps=30) -> Path:
         lines.append('{"step": 30, "train_runt')  # a run killed mid-write
         (folder / stage / "log_history.jsonl").write_text("\n".join(lines) + "\n")
     (folder / "targets.json").write_text(json.dumps({f"p{i}": 20 + i for i in range(50)} | {"x": 4096}))
-    (folder / "config.json").write_text(json.dumps({"discovery": {"max_completion_length": 4096}}))
+    write_trainer_config(folder, "max_completion_length=4096")
     return folder
+
+
+def write_trainer_config(folder: Path, *overrides: str) -> None:
+    """The config.yaml that `lapo train` writes (lapo.train.rundir.config_as_run of a parsed recipe)."""
+    import yaml
+
+    from lapo.train.config import load_run_config
+    from lapo.train.rundir import config_as_run
+
+    run = load_run_config("counting", [f"output_dir={folder}", *overrides])
+    (folder / "config.yaml").write_text(yaml.safe_dump(config_as_run(run)))
 
 
 def test_collect_finds_nested_summaries_and_skips_foreign_ones(tmp_path):
     write_eval(tmp_path / "evals" / "a" / "math500", summary("a", "math500", 0.5, 100))
     write_eval(tmp_path / "evals" / "b", {"schema": "something else"})
-    evals, runs = rp.collect([tmp_path / "evals"])
+    evals, runs = results.collect([tmp_path / "evals"])
     assert [e["label"] for e in evals] == ["a"] and runs == []
 
 
 def test_collect_reads_a_run_directory_with_its_sentinel(tmp_path):
-    _, runs = rp.collect([write_run(tmp_path / "run")])
+    _, runs = results.collect([write_run(tmp_path / "run")])
     assert (len(runs[0].targets), runs[0].sentinel, len(runs[0].logs["discovery"])) == (51, 4096, 30)
+
+
+def test_the_sentinel_is_the_fallback_target_when_one_is_set(tmp_path):
+    folder = write_run(tmp_path / "run")
+    write_trainer_config(folder, "max_completion_length=4096", "fallback_target=999")
+    assert results.collect([folder])[1][0].sentinel == 999
 
 
 def test_collect_rejects_a_folder_with_nothing_to_report(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportError, match="no lapo eval summary"):
-        rp.collect([tmp_path / "empty"])
+    with pytest.raises(LapoError, match="no lapo eval summary"):
+        results.collect([tmp_path / "empty"])
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -160,7 +179,7 @@ def test_report_writes_markdown_and_every_plot(tmp_path):
 
 def test_report_names_the_models_when_base_is_unknown(tmp_path):
     folder = write_eval(tmp_path / "e", summary("lapo", "counting", 0.9, 12))
-    with pytest.raises(ReportError, match="lapo"):
+    with pytest.raises(LapoError, match="lapo"):
         rp.build_report([folder], tmp_path / "r", base="nope")
 
 

@@ -7,11 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from lapo import length
-from lapo.answers import AnswerChecker
-from lapo.config import LapoConfig
-from lapo.rewards import DiscoveryReward, InternalizationReward, discovery_reward, internalization_reward
-from lapo.stats import LengthStats
+from lapo.core import length
+from lapo.core.checker import AnswerChecker
+from lapo.core.stats import LengthStats
+from lapo.train.config import LapoConfig
+from lapo.train.rewards import (
+    DiscoveryReward,
+    InternalizationReward,
+    discovery_reward,
+    internalization_reward,
+)
 
 RIGHT, WRONG = "x</think>\\boxed{7}", "x</think>\\boxed{3}"
 

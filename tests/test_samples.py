@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lapo import samples as sm
-from lapo.errors import EvalError
+from lapo.errors import LapoError
+from lapo.eval import samples as sm
 
 
 def rec(pid, correct, tokens, *, sample=0, truncated=False, level=None, budget=None, **extra):
@@ -26,7 +26,7 @@ def test_parse_budget_spec(spec, expected):
 
 @pytest.mark.parametrize("spec", ["fixed:0", "fixed:abc", "targets:", "budget", "none:3"])
 def test_parse_budget_spec_rejects_bad_values(spec):
-    with pytest.raises(EvalError, match="--budget"):
+    with pytest.raises(LapoError, match="--budget"):
         sm.parse_budget_spec(spec)
 
 
@@ -38,7 +38,7 @@ def test_targets_budget_from_run_dir_reports_missing_problems(tmp_path):
 
 def test_targets_budget_refuses_a_map_that_covers_no_problem(tmp_path):
     (tmp_path / "targets.json").write_text(json.dumps({"x": 120}))
-    with pytest.raises(EvalError, match="none of the 2 problems"):
+    with pytest.raises(LapoError, match="none of the 2 problems"):
         sm.assign_budgets(["a", "b"], f"targets:{tmp_path / 'targets.json'}")
 
 
@@ -65,5 +65,5 @@ def test_repair_tail_cuts_the_unterminated_line(tmp_path):
 
 def test_resume_refuses_other_sampling_settings(tmp_path):
     (tmp_path / sm.CONFIG_FILE).write_text(json.dumps({"model": "m", "temperature": 0.6}))
-    with pytest.raises(EvalError, match="temperature"):
+    with pytest.raises(LapoError, match="temperature"):
         sm.check_resumable(tmp_path, {"model": "m", "temperature": 1.0})

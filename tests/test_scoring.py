@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from lapo.answers import AnswerChecker
 from lapo.cli import main
-from lapo.scoring import score_rows
-from lapo.stats import LengthStats
+from lapo.core.checker import AnswerChecker
+from lapo.core.stats import LengthStats
+from lapo.score import score_rows
 
 
 def _rows():
     # problem a: correct lengths 10, 20, 30, 40, 50 -> band (22, 38); problem b: all wrong
-    rows = [{"problem_id": "a", "completion": f"\\boxed{{4}}", "answer": "4", "num_tokens": n} for n in (10, 20, 30, 40, 50)]
+    rows = [{"problem_id": "a", "completion": "\\boxed{4}", "answer": "4", "num_tokens": n} for n in (10, 20, 30, 40, 50)]
     rows.insert(2, {"problem_id": "b", "completion": "\\boxed{5}", "answer": "6", "num_tokens": 12})
     rows.append({"problem_id": "b", "completion": "no answer", "answer": "6", "num_tokens": 3})
     return rows

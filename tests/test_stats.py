@@ -1,13 +1,14 @@
 """Per-problem length records, targets and their files (stage 1 -> stage 2 hand-off)."""
 
-import json
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lapo.stats import LengthStats, load_targets, save_targets, tighten_target
+from lapo.core.io import load_targets, save_targets
+from lapo.core.stats import LengthStats, tighten_target
+from lapo.errors import LapoError
 
 
 def _stats():
@@ -109,5 +110,5 @@ def test_bad_targets_file_is_refused(tmp_path, content):
 
 
 def test_missing_targets_file_says_run_stage_1(tmp_path):
-    with pytest.raises(FileNotFoundError, match="stage 1"):
+    with pytest.raises(LapoError, match="stage 1"):
         load_targets(tmp_path / "nope.json")

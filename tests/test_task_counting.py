@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from lapo.answers import extract_boxed
+from lapo.core.extract import extract_boxed
 from lapo.tasks import counting
 
 

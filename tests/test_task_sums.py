@@ -2,8 +2,9 @@
 
 import pytest
 
-from lapo.answers import AnswerChecker, extract_boxed
-from lapo.data import load_problems
+from lapo.core.checker import AnswerChecker
+from lapo.core.extract import extract_boxed
+from lapo.data.problems import load_problems
 from lapo.tasks import sums
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_overrides
 from safetensors.torch import load_file
 
-from conftest import toy_overrides
-from lapo import rewards, train
-from lapo.budget import parse_budget
-from lapo.length import median
-from lapo.stats import LengthStats, load_targets, tighten_target
+from lapo.core.budget import parse_budget
+from lapo.core.io import load_targets
+from lapo.core.length import median
+from lapo.core.stats import LengthStats, tighten_target
+from lapo.train import rewards, trainer
+from lapo.train import run as train
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -105,8 +107,8 @@ def test_stage2_alone_takes_the_stage1_run(tmp_path, warm_model_dir, toy_problem
     assert train.main(base + ["--stage", "discovery"]) == 0
     assert not (run_dir / "internalization").exists()
     loaded = []
-    original = train.load_model
-    monkeypatch.setattr(train, "load_model", lambda name, cfg: loaded.append(name) or original(name, cfg))
+    original = trainer.load_model
+    monkeypatch.setattr(trainer, "load_model", lambda name, cfg: loaded.append(name) or original(name, cfg))
     assert train.main(base + ["--stage", "internalization"]) == 0
     assert loaded == [str(run_dir / "discovery" / "final")]  # stage 1's weights, not the recipe's model
     assert (run_dir / "internalization" / "complete.json").is_file()

@@ -33,7 +33,8 @@ def _harness(out: Path, model_dir: str, dataset: str) -> None:
     sys.path.insert(0, str(HERE))
     from conftest import toy_overrides
 
-    from lapo import rewards, train
+    from lapo.train import rewards
+    from lapo.train import run as train
 
     rank = int(os.environ["RANK"])
     original = rewards.GroupReward.__call__
@@ -72,9 +73,9 @@ def _read(out: Path) -> dict[tuple[str, int], list[dict]]:
 
 def _single_process(stage: str, rows: list[dict]) -> list[float]:
     """The same reward computed in this (non-distributed) process on all of the step's completions."""
-    from lapo.answers import AnswerChecker
-    from lapo.rewards import DiscoveryReward, InternalizationReward
-    from lapo.stats import LengthStats
+    from lapo.core.checker import AnswerChecker
+    from lapo.core.stats import LengthStats
+    from lapo.train.rewards import DiscoveryReward, InternalizationReward
 
     checker = AnswerChecker(workers=0)
     if stage == "lapo_discovery":
@@ -109,8 +110,8 @@ def _naive_per_process(stage: str, rows: list[dict]) -> list[float]:
 
 
 def _single_process_group(stage: str, group: list[dict]) -> list[float]:
-    from lapo.answers import AnswerChecker
-    from lapo.length import discovery_rewards, internalization_rewards
+    from lapo.core.checker import AnswerChecker
+    from lapo.core.length import discovery_rewards, internalization_rewards
 
     correct = AnswerChecker(workers=0).check_many([r["completion"] for r in group], [r["answer"] for r in group])
     lengths = [len(r["completion_ids"]) for r in group]

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import cpu_overrides
-from lapo import length, train
-from lapo.config import load_run_config
+
+from lapo.core import length
+from lapo.train import run as train
+from lapo.train.config import load_run_config
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TRAINING_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name != "accelerate")

@@ -25,12 +25,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import toy_overrides
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conftest import toy_overrides
-from lapo import resume, train
-from lapo.stats import LengthStats, load_targets
+from lapo.core.io import load_targets
+from lapo.core.stats import LengthStats
+from lapo.train import resume
+from lapo.train import run as train
 
 HERE = Path(__file__).resolve().parent
 
@@ -146,8 +148,8 @@ KILL_WHILE_WRITING = """
 import os, signal, sys
 from pathlib import Path
 from types import SimpleNamespace
-from lapo.rundir import StatsCallback
-from lapo.stats import LengthStats
+from lapo.train.callbacks import StatsCallback
+from lapo.core.stats import LengthStats
 
 stage_dir, kill_at = Path(sys.argv[1]), int(sys.argv[2])
 stats = LengthStats()

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from lapo import warmstart  # noqa: E402
-from lapo.budget import parse_budget  # noqa: E402
-from lapo.models import build_char_tokenizer, build_tiny_model  # noqa: E402
+from lapo.core.budget import parse_budget  # noqa: E402
+from lapo.models.tiny import build_char_tokenizer, build_tiny_model  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
 TINY = ["--hidden-size", "16", "--layers", "2", "--heads", "2", "--batch-size", "4", "--threads", "1",

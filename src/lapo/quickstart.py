@@ -53,7 +53,7 @@ class QuickstartSettings:
 
 def build_smoke_model(folder: Path) -> str:
     """A randomly initialised tiny char-level Qwen2, saved as a Hugging Face checkpoint."""
-    from lapo.models import build_char_tokenizer, build_tiny_model
+    from lapo.models.tiny import build_char_tokenizer, build_tiny_model
 
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, hidden_size=32, num_layers=2)
@@ -90,7 +90,8 @@ def grading(config, folder: Path) -> Grading:
 
 def evaluate_model(s: QuickstartSettings, model: str, label: str, how: Grading) -> dict:
     """Pass@1 over k samples on the held-out split, with the eval defaults (temperature 0.6, top_p 0.95)."""
-    from lapo.evaluate import EvalSettings, evaluate
+    from lapo.eval.evaluate import evaluate
+    from lapo.eval.settings import EvalSettings
 
     problems = 10 if s.smoke else (s.eval_problems or s.preset["eval_problems"])
     settings = EvalSettings(
@@ -103,7 +104,7 @@ def evaluate_model(s: QuickstartSettings, model: str, label: str, how: Grading) 
 
 def run_config(s: QuickstartSettings, base: str):
     """The shipped recipe with the quickstart's run folder, base model and seed (nothing is loaded yet)."""
-    from lapo.config import load_run_config
+    from lapo.train.config import load_run_config
 
     overrides = [f"output_dir={s.out / 'run'}", f"model_name_or_path={base}", f"seed={s.seed}"]
     overrides += (SMOKE_OVERRIDES if s.smoke else []) + s.overrides
@@ -151,9 +152,8 @@ def claims_markdown(summaries: dict[str, dict], wall_s: float) -> str:
 
 def run_quickstart(s: QuickstartSettings) -> dict:
     """Evaluate base, train both stages, evaluate LAPO-D and LAPO-I, write the report; returns the summaries."""
-    from lapo.report import build_report
-
-    from lapo.train import run
+    from lapo.eval.report import build_report
+    from lapo.train.run import run
 
     start = time.monotonic()
     s.out.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,8 @@ def build_sft_rows(problems, seed: int, budget_share: float = 0.0) -> dict[str, 
     of the trace's length: the model learns that such a sentence may appear in its reasoning context, not
     what it means (without it, the sentence's letters derail a model this small; stage 2 teaches the meaning).
     """
-    from lapo.budget import insert_budget
-    from lapo.data import PromptFormat, render_prompt
+    from lapo.core.budget import insert_budget
+    from lapo.data.prompts import PromptFormat, render_prompt
     from lapo.tasks import counting
 
     traces = random.Random(f"lapo-warmstart/{seed}")
@@ -124,7 +124,8 @@ def train(cfg: WarmstartConfig):
     saves model and tokenizer to ``cfg.out``."""
     import torch
 
-    from lapo.models import build_char_tokenizer, build_tiny_model, load_model_and_tokenizer
+    from lapo.models.loading import load_model_and_tokenizer
+    from lapo.models.tiny import build_char_tokenizer, build_tiny_model
 
     torch.set_num_threads(cfg.threads)
     if cfg.init:
@@ -202,8 +203,8 @@ def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float 
 
 def measurement_prompts(problems, samples: int, seed: int, budgeted: bool) -> list[tuple[dict, str]]:
     """(problem, prompt) for each sample; with ``budgeted``, N is drawn per sample in [minimal, 2 x minimal]."""
-    from lapo.budget import insert_budget
-    from lapo.data import PromptFormat, render_prompt
+    from lapo.core.budget import insert_budget
+    from lapo.data.prompts import PromptFormat, render_prompt
 
     fmt = PromptFormat(kind="plain")
     budgets = random.Random(f"lapo-measure-budget/{seed}")
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 def _load(cfg: WarmstartConfig):
     import torch
 
-    from lapo.models import load_model_and_tokenizer
+    from lapo.models.loading import load_model_and_tokenizer
 
     torch.set_num_threads(cfg.threads)
     return load_model_and_tokenizer(cfg.out)

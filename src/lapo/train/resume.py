@@ -15,9 +15,10 @@ import dataclasses
 import re
 from pathlib import Path
 
-from lapo.config import RunConfig, StageConfig
-from lapo.rundir import STATS_FILE, TARGETS_FILE, is_complete
-from lapo.stats import LengthStats, load_targets
+from lapo.core.io import TARGETS_FILE, load_targets
+from lapo.core.stats import LengthStats
+from lapo.train.config import RunConfig, StageConfig
+from lapo.train.rundir import STATS_FILE, is_complete
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 

@@ -5,7 +5,7 @@
 Each argument is an evaluation folder (one ``summary.json``), a folder holding several (found at any
 depth), or a run directory (``targets.json``, ``discovery/log_history.jsonl``,
 ``internalization/log_history.jsonl``). Writes ``report.md`` (also printed) and, where the inputs allow,
-the plots of :mod:`lapo.plots` (``frontier.png``, ``levels.png``, ``targets.png``, ``training-<run>.png``).
+the plots of :mod:`lapo.eval.plots` (``frontier.png``, ``levels.png``, ``targets.png``, ``training-<run>.png``).
 
 Tables are plain functions of the summaries (tested on fixed values); matplotlib is imported only to plot.
 """
@@ -13,177 +13,23 @@ Tables are plain functions of the summaries (tested on fixed values); matplotlib
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-EVAL_SCHEMA = "lapo.eval/1"
-STAGES = ("discovery", "internalization")
-# Display names and the paper's column order (LAPO_SPEC section 2); other benchmarks follow by name.
-BENCHMARK_NAMES = {
-    "math500": "MATH-500", "aime24": "AIME24", "amc23": "AMC23", "olympiadbench": "OlympiadBench",
-    "gsm8k": "GSM8K", "gsm8k_test": "GSM8K", "counting": "Counting",
-}
-
-
-class ReportError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2."""
-
-
-@dataclass
-class Run:
-    """What a training run directory holds for the report."""
-
-    name: str
-    path: Path
-    targets: dict[str, int] | None = None
-    sentinel: int | None = None
-    logs: dict[str, list[dict]] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading inputs
-
-
-def find_summaries(path: Path) -> list[Path]:
-    """Every evaluation summary at or under ``path``, in a stable order."""
-    if path.is_file():
-        return [path]
-    direct = path / "summary.json"
-    return [direct] if direct.is_file() else sorted(path.rglob("summary.json"))
-
-
-def load_summary(path: Path) -> dict | None:
-    """A ``lapo eval`` summary, or None for any other summary.json (e.g. a training one)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("schema") == EVAL_SCHEMA else None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The dict lines of a JSONL file; unreadable lines (a run killed mid-write) are skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def load_run(path: Path) -> Run | None:
-    """The run at ``path`` when it has a target map or a stage log, else None."""
-    if not path.is_dir():
-        return None
-    logs = {s: read_jsonl(path / s / "log_history.jsonl") for s in STAGES if (path / s / "log_history.jsonl").is_file()}
-    target_file = next((p for p in (path / "targets.json", path / "discovery" / "targets.json") if p.is_file()), None)
-    if not logs and target_file is None:
-        return None
-    targets = None
-    if target_file is not None:
-        raw = json.loads(target_file.read_text(encoding="utf-8"))
-        targets = {str(k): int(v) for k, v in (raw.get("targets", raw) if isinstance(raw, dict) else {}).items()
-                   if isinstance(v, (int, float))}
-    return Run(name=path.resolve().name, path=path, targets=targets, sentinel=find_sentinel(path), logs=logs)
-
-
-def find_sentinel(run_dir: Path) -> int | None:
-    """The never-solved target of a run (fallback_target, else stage 1's max_completion_length) from the
-    config it saved, so the target histogram can leave those problems out; None when not found."""
-    for name in ("config.json", "config.yaml", "run_config.json", "resolved_config.json"):
-        for folder in (run_dir, run_dir / "discovery"):
-            found = _sentinel_in(folder / name)
-            if found:
-                return found
-    return None
-
-
-def _sentinel_in(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    try:
-        import yaml  # parses JSON too
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - an unreadable config only costs the sentinel
-        return None
-    flat = _flatten(data.get("discovery", data) if isinstance(data, dict) else {})
-    for key in ("fallback_target", "max_completion_length"):
-        if isinstance(flat.get(key), int):
-            return flat[key]
-    return None
-
-
-def _flatten(data: dict) -> dict:
-    """Nested config sections merged into one level (first occurrence of a key wins)."""
-    out: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            for k, v in _flatten(value).items():
-                out.setdefault(k, v)
-        else:
-            out.setdefault(key, value)
-    return out
-
-
-def collect(paths: Sequence[str | Path]) -> tuple[list[dict], list[Run]]:
-    """(evaluation summaries, runs) from the command-line paths, in the order given."""
-    evals: list[dict] = []
-    runs: list[Run] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise ReportError(f"{path} does not exist: pass an eval folder (with summary.json) or a run directory.")
-        run = load_run(path)
-        if run is not None:
-            runs.append(run)
-        found = [(p, load_summary(p)) for p in find_summaries(path)]
-        found = [{**s, "_path": str(p)} for p, s in found if s is not None]
-        evals += found
-        if run is None and not found:
-            raise ReportError(f"{path} holds no lapo eval summary.json and no run logs or targets.json: "
-                              "run `lapo eval --out` into it, or pass a `lapo train` run directory.")
-    return evals, runs
-
+from lapo.core.length import percentile
+from lapo.errors import LapoError
+from lapo.eval.results import (
+    Run,
+    benchmark_display,
+    collect,
+    grid,
+    level_key,
+    model_name,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Tables (pure)
-
-
-def model_name(summary: dict) -> str:
-    """The row name of an evaluation: its label, plus the budget mode when one was given."""
-    budget = (summary.get("settings") or {}).get("budget", "none")
-    label = summary.get("label") or summary.get("model", "?")
-    return label if budget in (None, "none") else f"{label} [{budget.split(':')[0]}{_budget_value(budget)}]"
-
-
-def _budget_value(budget: str) -> str:
-    return ":" + budget.split(":", 1)[1] if budget.startswith("fixed:") else ""
-
-
-def benchmark_display(name: str) -> str:
-    return BENCHMARK_NAMES.get(name, name)
-
-
-def grid(evals: Sequence[dict]) -> tuple[list[str], list[str], dict[tuple[str, str], dict]]:
-    """(models in the order seen, benchmarks in the paper's order, {(model, benchmark): summary}).
-    A later summary for the same model and benchmark replaces an earlier one."""
-    models: list[str] = []
-    cells: dict[tuple[str, str], dict] = {}
-    for e in evals:
-        name = model_name(e)
-        if name not in models:
-            models.append(name)
-        cells[(name, e["benchmark"])] = e
-    order = list(BENCHMARK_NAMES)
-    benches = sorted({b for _, b in cells}, key=lambda b: (order.index(b) if b in order else len(order), b))
-    return models, benches, cells
 
 
 def averages(cells: dict, model: str, benches: Sequence[str]) -> tuple[float | None, float | None]:
@@ -275,10 +121,6 @@ def level_table(evals: Sequence[dict], benchmark: str) -> str:
     return _md(header, rows)
 
 
-def level_key(level: str):
-    return (0, float(level)) if level.replace(".", "", 1).lstrip("-").isdigit() else (1, level)
-
-
 def _minimal(cells: dict, models: Sequence[str], benchmark: str, level: str) -> float | None:
     for m in models:
         value = cells[(m, benchmark)]["by_level"].get(level, {}).get("minimal_tokens")
@@ -308,24 +150,10 @@ def targets_table(runs: Sequence[Run]) -> str:
         if not run.targets:
             continue
         solved = [v for v in run.targets.values() if v != run.sentinel]
-        q = quantiles(solved, (0.1, 0.5, 0.9))
+        q = [percentile(solved, p) if solved else None for p in (10, 50, 90)]
         rows.append([run.name, str(len(run.targets)), str(len(solved)), *(_tok(x) for x in q)])
     header = ["run", "problems", "solved in stage 1", "P10 target", "median target", "P90 target"]
     return _md(header, rows) if rows else ""
-
-
-def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
-    """Linear-interpolation quantiles (numpy's default), None for no values."""
-    s = sorted(values)
-    if not s:
-        return [None for _ in qs]
-    out = []
-    for q in qs:
-        pos = q * (len(s) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(s) - 1)
-        out.append(s[lo] + (s[hi] - s[lo]) * (pos - lo))
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,7 +165,7 @@ def build_report(paths: Sequence[str | Path], out: Path, base: str | None = None
     evals, runs = collect(paths)
     models, benches, _ = grid(evals)
     if base and base not in models:
-        raise ReportError(f"--base {base!r} is not one of the models found: {', '.join(models) or 'none'}; "
+        raise LapoError(f"--base {base!r} is not one of the models found: {', '.join(models) or 'none'}; "
                           "use a label as it appears in the table (set it with `lapo eval --label`).")
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# LAPO report", ""]
@@ -358,7 +186,9 @@ def build_report(paths: Sequence[str | Path], out: Path, base: str | None = None
 
 def _plots(evals: Sequence[dict], runs: Sequence[Run], out: Path) -> list[str]:
     """The report's "Plots" section: one image link per plot written."""
-    from lapo.plots import plot_all  # here, not above: lapo.plots builds on this module's grid and helpers
+    from lapo.eval.plots import (
+        plot_all,  # matplotlib is imported only when a report is written
+    )
 
     made = plot_all(evals, runs, out)
     lines = ["## Plots", ""] if made else []
@@ -381,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         text = build_report(args.paths, Path(args.out), args.base)
-    except ReportError as err:
+    except LapoError as err:
         print(f"lapo report: {err}", file=sys.stderr)
         return 2
     print(text)

@@ -19,8 +19,9 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from lapo.report import Run, benchmark_display, grid, level_key, quantiles
-
+from lapo.core.io import slug
+from lapo.core.length import median
+from lapo.eval.results import Run, benchmark_display, grid, level_key
 
 # --------------------------------------------------------------------------------------------------
 # Training logs
@@ -236,7 +237,7 @@ def plot_targets(runs: Sequence[Run], path: Path) -> Path | None:
             unsolved = len(run.targets) - len(solved)
             if solved:
                 ax.hist(solved, bins=_bins(solved), color="#4c72b0", edgecolor="white")
-                med = quantiles(solved, (0.5,))[0]
+                med = median(solved)
                 ax.axvline(med, color="black", ls="--", lw=1.5, label=f"median {med:.0f}")
                 ax.legend(loc="upper right")
             note = f", {unsolved} never solved (sentinel {run.sentinel}) not shown" if unsolved else ""
@@ -304,9 +305,5 @@ def plot_all(evals: Sequence[dict], runs: Sequence[Run], out: Path) -> list[tupl
             ("Tokens and accuracy per difficulty level", plot_levels(evals, out / "levels.png")),
             ("Stage-1 targets", plot_targets(runs, out / "targets.png"))]
     for run in runs:
-        made.append((f"Training curves of {run.name}", plot_training(run, out / f"training-{_slug(run.name)}.png")))
+        made.append((f"Training curves of {run.name}", plot_training(run, out / f"training-{slug(run.name, 'run')}.png")))
     return [(title, path) for title, path in made if path is not None]
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "run"

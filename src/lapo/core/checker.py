@@ -1,11 +1,9 @@
-"""Final-answer extraction and equivalence checking, with a hard time limit per check.
+"""Answer checking: the one checker of training, scoring and evaluation, with a hard time limit per check.
 
-Extraction takes the *last* ``\\boxed{...}`` (or ``\\fbox{...}``) with nested braces matched, in one
-linear pass, so a megabyte of unbalanced ``\\boxed{`` costs milliseconds. Equivalence is decided in two
-steps:
+A completion's final answer (:mod:`lapo.core.extract`) is compared with the gold answer in two steps:
 
-1. a fast path in the calling process: normalised strings and exact rational numbers (AIME's leading
-   zeros, GSM8K's thousands separators, ``\\dfrac`` vs ``\\frac``, ``0.5`` vs ``\\frac{1}{2}``, ``x=3`` vs ``3``);
+1. the fast path (:mod:`lapo.core.equivalence`), in the calling process, which decides only where it is
+   certain (normalised strings, exact rational numbers);
 2. ``math-verify`` for everything else, run in worker processes that are killed when a check passes its
    time limit. math-verify's own limit uses ``signal.alarm``, which only works in the main thread of the
    main interpreter; a killed process works everywhere (threads, dataloader workers, Ray actors).
@@ -17,151 +15,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import re
 import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from fractions import Fraction
 from multiprocessing.connection import Connection, wait
 from typing import Iterable, Sequence
 
-# Answers longer than this are not worth sympy's time: no benchmark answer comes close.
-MAX_ANSWER_CHARS = 2_000
+from lapo.core.equivalence import MAX_ANSWER_CHARS, is_valid_gold, quick_equal
+from lapo.core.extract import extract_answer
+
 DEFAULT_TIMEOUT_S = 1.0
-
-_BOX_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|\{|\}")
-_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-# --------------------------------------------------------------------------------------------------
-# Extraction
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}``/``\\fbox{...}``; braces inside are matched.
-
-    "Last" means the box that closes last, so for ``\\boxed{\\boxed{3}}`` it is the outer one. Unclosed
-    boxes are ignored. One pass over the text with a stack: linear in its length whatever it holds.
-    The pass starts at the first box: braces before it only ever sit below it on the stack, so they
-    cannot change which brace closes a box (and long reasoning before the box costs nothing).
-    """
-    if not isinstance(text, str) or "box" not in text:
-        return None
-    first = _BOX_START.search(text)
-    if first is None:
-        return None
-    stack: list[int | None] = []  # content start for a box's brace, None for a plain brace
-    best: tuple[int, int] | None = None
-    for match in _BOX_TOKENS.finditer(text, first.start()):
-        token = match.group()
-        if token == "}":
-            if stack:
-                start = stack.pop()
-                if start is not None:
-                    best = (start, match.start())
-        elif token == "{":
-            stack.append(None)
-        else:
-            stack.append(match.end())
-    if best is None:
-        return None
-    return text[best[0] : best[1]].strip()
-
-
-def extract_answer(text: str, fallback: str = "none") -> str | None:
-    """The final answer of a completion: the last box, else (``fallback="last_number"``) the last number.
-
-    The number fallback serves tasks whose answers are plain numbers (GSM8K-style); it looks after the
-    think-closing tag when there is one, so numbers inside the reasoning do not count.
-    """
-    boxed = extract_boxed(text)
-    if boxed is not None or fallback == "none" or not isinstance(text, str):
-        return boxed
-    if fallback != "last_number":
-        raise ValueError(f"unknown answer fallback {fallback!r}: use 'none' or 'last_number'.")
-    tail = text.rsplit("</think>", 1)[-1]
-    numbers = _NUMBER.findall(tail[-10_000:])
-    return numbers[-1] if numbers else None
-
-
-# --------------------------------------------------------------------------------------------------
-# Fast path: normalisation and exact numbers
-
-
-_LATEX_NOISE = [
-    ("\\left", ""),
-    ("\\right", ""),
-    ("\\!", ""),
-    ("\\,", ""),
-    ("\\;", ""),
-    ("\\ ", ""),
-    ("\\dfrac", "\\frac"),
-    ("\\tfrac", "\\frac"),
-    ("^\\circ", ""),
-    ("^{\\circ}", ""),
-    ("\\%", ""),
-    ("%", ""),
-    ("$", ""),
-]
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-_ASSIGNMENT = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?=(?!=)")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_SIMPLE_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
-_FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
-_SLASH = re.compile(r"^(-?\d+)/(\d+)$")
-
-
-def normalize_answer(answer: str) -> str:
-    """A canonical spelling for string comparison: spacing, ``$``, ``\\left``, ``\\dfrac``, ``x=``, units."""
-    s = answer.strip()
-    for old, new in _LATEX_NOISE:
-        s = s.replace(old, new)
-    s = _TEXT_WRAPPER.sub(r"\1", s)
-    s = "".join(s.split())
-    s = _ASSIGNMENT.sub("", s)
-    s = s.rstrip(".")
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
-    return s
-
-
-def as_number(answer: str) -> Fraction | None:
-    """The exact rational value of a normalised answer that is a plain number or fraction, else None."""
-    if len(answer) > 200:  # no real answer is that long; int() also refuses > 4300 digits
-        return None
-    try:
-        if _SIMPLE_NUMBER.match(answer):
-            return Fraction(answer)
-        if m := _SLASH.match(answer):
-            return Fraction(int(m.group(1)), int(m.group(2)))
-        if m := _FRAC.match(answer):
-            sign, num, den = (m.group(1), m.group(2), m.group(3)) if m.group(2) else m.group(4, 5, 6)
-            value = Fraction(int(num), int(den))
-            return -value if sign else value
-    except (ValueError, ZeroDivisionError):
-        return None
-    return None
-
-
-def quick_equal(predicted: str, gold: str) -> bool | None:
-    """True/False when the fast path can decide, None when math-verify must."""
-    p, g = normalize_answer(predicted), normalize_answer(gold)
-    if not g:  # a gold answer that is only LaTeX noise ("$", "\\,", ".") matches nothing
-        return False
-    if p == g:
-        return True
-    pn, gn = as_number(p), as_number(g)
-    if pn is not None and gn is not None:
-        return pn == gn
-    return None
-
-
-def is_valid_gold(gold: object) -> bool:
-    """A gold answer that can be checked at all: a non-empty string of sane size."""
-    return isinstance(gold, str) and bool(gold.strip()) and len(gold) <= MAX_ANSWER_CHARS
 
 
 # --------------------------------------------------------------------------------------------------

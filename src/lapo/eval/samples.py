@@ -11,13 +11,21 @@ import hashlib
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from lapo.errors import EvalError
+from lapo.core.io import load_targets, write_json
+from lapo.errors import LapoError
 
-if TYPE_CHECKING:
-    from lapo.generation import Generation
+
+@dataclass
+class Generation:
+    """One finished sample: its token ids up to and including EOS, and whether it ran out of tokens."""
+
+    token_ids: list[int]
+    truncated: bool
+
 
 SAMPLES_FILE = "samples.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -41,27 +49,8 @@ def parse_budget_spec(spec: str) -> tuple[str, str | int | None]:
         return "fixed", int(value)
     if kind == "targets" and value:
         return "targets", value
-    raise EvalError(f"--budget {spec!r} is not understood: use none, fixed:N (N > 0) or targets:PATH "
+    raise LapoError(f"--budget {spec!r} is not understood: use none, fixed:N (N > 0) or targets:PATH "
                     "(a targets.json or the run directory holding one).")
-
-
-def load_targets(path: str | Path) -> dict[str, int]:
-    """A stage-1 target map (problem id -> N) from ``targets.json`` or a run directory that contains one."""
-    path = Path(path)
-    if path.is_dir():
-        hits = sorted(path.glob("targets.json")) or sorted(path.rglob("targets.json"))
-        if not hits:
-            raise EvalError(f"no targets.json under {path}: pass the file itself, e.g. targets:RUN/targets.json.")
-        path = hits[0]
-    if not path.is_file():
-        raise EvalError(f"target map {path} does not exist: pass the targets.json a stage-1 run wrote.")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    # Lenient on the wrapper: {"targets": {...}} and plain {id: N} maps are both accepted.
-    if isinstance(data, dict) and isinstance(data.get("targets"), dict):
-        data = data["targets"]
-    if not isinstance(data, dict):
-        raise EvalError(f"{path} must hold a JSON object mapping problem ids to token counts.")
-    return {str(k): int(round(float(v))) for k, v in data.items() if v is not None and float(v) > 0}
 
 
 def assign_budgets(problem_ids: Sequence[str], spec: str) -> tuple[dict[str, int | None], list[str]]:
@@ -74,7 +63,7 @@ def assign_budgets(problem_ids: Sequence[str], spec: str) -> tuple[dict[str, int
     targets = load_targets(str(value))
     missing = [pid for pid in problem_ids if pid not in targets]
     if len(missing) == len(problem_ids):
-        raise EvalError(f"none of the {len(problem_ids)} problems is in the target map {value}: a stage-1 map "
+        raise LapoError(f"none of the {len(problem_ids)} problems is in the target map {value}: a stage-1 map "
                         "holds training problems; evaluate those, or use --budget fixed:N.")
     return {pid: targets.get(pid) for pid in problem_ids}, missing
 
@@ -145,13 +134,6 @@ def append_samples(path: Path, records: Sequence[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename): a reader never sees half a summary."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @contextmanager
 def exclusive(out: Path):
     """Hold ``<out>/.lock`` while evaluating: two evaluations appending to one samples.jsonl would each
@@ -165,7 +147,7 @@ def exclusive(out: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise EvalError(f"another lapo eval is writing to {out}; wait for it to finish or choose another "
+            raise LapoError(f"another lapo eval is writing to {out}; wait for it to finish or choose another "
                             "--out.") from None
         yield
 
@@ -179,7 +161,7 @@ def check_resumable(out: Path, config: dict) -> None:
     diff = [k for k in SAMPLE_DEFINING if old.get(k) != config.get(k)]
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
-        raise EvalError(f"{out} holds samples drawn with other settings ({shown}); choose another --out or "
+        raise LapoError(f"{out} holds samples drawn with other settings ({shown}); choose another --out or "
                         "pass --overwrite to start again.")
 
 

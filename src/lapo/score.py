@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from lapo import length
-from lapo.answers import DEFAULT_TIMEOUT_S, AnswerChecker
-from lapo.stats import LengthStats, load_targets
+from lapo.core import length
+from lapo.core.checker import DEFAULT_TIMEOUT_S, AnswerChecker
+from lapo.core.io import load_targets
+from lapo.core.stats import LengthStats
 
 REQUIRED = ("problem_id", "completion", "answer")
 

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from lapo.errors import EvalError
+from lapo.errors import LapoError
+from lapo.eval.samples import Generation
 
 if TYPE_CHECKING:
-    from lapo.evaluate import EvalSettings
-
-
-@dataclass
-class Generation:
-    """One finished sample: its token ids up to and including EOS, and whether it ran out of tokens."""
-
-    token_ids: list[int]
-    truncated: bool
+    from lapo.eval.settings import EvalSettings
 
 
 def cut_at_eos(token_ids: Sequence[int], eos_ids: set[int]) -> Generation:
@@ -46,7 +38,7 @@ def eos_token_ids(model, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     if not ids:
-        raise EvalError("the model and tokenizer define no EOS token, so no completion could ever end; "
+        raise LapoError("the model and tokenizer define no EOS token, so no completion could ever end; "
                         "set eos_token in the tokenizer config.")
     return ids
 
@@ -223,20 +215,13 @@ def vllm_available() -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Choosing and loading a backend: every failure a user can fix is one EvalError line
-
-
-def model_path(name: str) -> str:
-    """A local path or hub id for ``name``, lapo aliases resolved (vLLM needs a real checkpoint)."""
-    from lapo import models
-
-    return models.smollm2_checkpoint() if name == models.SMOLLM2 else models.resolve_alias(name)
+# Choosing and loading a backend: every failure a user can fix is one LapoError line
 
 
 def choose_backend(requested: str) -> str:
     """``auto`` -> vLLM when it is installed and a GPU is there, else transformers."""
     if requested == "vllm" and not vllm_available():
-        raise EvalError("--backend vllm needs vLLM and a CUDA GPU: pip install 'lapo[vllm]' on a GPU machine, "
+        raise LapoError("--backend vllm needs vLLM and a CUDA GPU: pip install 'lapo[vllm]' on a GPU machine, "
                         "or use --backend transformers.")
     if requested == "auto":
         return "vllm" if vllm_available() else "transformers"
@@ -247,14 +232,12 @@ def load_backend(settings: EvalSettings):
     """(backend, tokenizer): the model loaded for the chosen backend."""
     import torch
 
-    from lapo.models import load_model_and_tokenizer
+    from lapo.models.loading import load_model_and_tokenizer, model_path
 
     name = choose_backend(settings.backend)
     if name == "vllm":
-        from transformers import AutoTokenizer
-
         path = model_path(settings.model)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         return VLLMBackend(path, tokenizer, settings), tokenizer
     device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -264,15 +247,15 @@ def load_backend(settings: EvalSettings):
 
 def load_tokenizer(name: str):
     """The model's tokenizer alone (cheap), to render prompts and check settings before the weights load."""
-    from transformers import AutoTokenizer
+    from lapo.models.loading import load_tokenizer as load
 
     if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise EvalError(f"model folder {name} does not exist; pass a checkpoint folder (e.g. "
+        raise LapoError(f"model folder {name} does not exist; pass a checkpoint folder (e.g. "
                         "runs/x/internalization/final), a hub id, or an alias such as lapo-counting-base.")
     try:
-        return AutoTokenizer.from_pretrained(model_path(name))
+        return load(name)
     except (OSError, ValueError) as err:
-        raise EvalError(f"cannot load the tokenizer of --model {name!r} ({err}); pass a local checkpoint "
+        raise LapoError(f"cannot load the tokenizer of --model {name!r} ({err}); pass a local checkpoint "
                         "folder, a hub id, or an alias such as lapo-counting-base.") from None
 
 

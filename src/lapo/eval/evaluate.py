@@ -7,8 +7,8 @@
 Writes ``samples.jsonl`` (one line per sample, appended and flushed batch by batch, so an interrupted
 evaluation resumes where it stopped) and ``summary.json`` (recomputed from every sample on disk).
 This module holds the settings, the orchestration and the command line; the metrics are plain functions
-in :mod:`lapo.metrics` (no torch import), budgets and the sample files are in :mod:`lapo.samples`, and
-torch, transformers and vLLM are imported only inside the backends of :mod:`lapo.generation`.
+in :mod:`lapo.core.metrics` (no torch import), budgets and the sample files are in :mod:`lapo.eval.samples`, and
+torch, transformers and vLLM are imported only inside the backends of :mod:`lapo.eval.generation`.
 """
 
 from __future__ import annotations
@@ -17,68 +17,30 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from lapo.errors import EvalError
-from lapo.generation import load_tokenizer, make_backend
-from lapo.metrics import mean, summarize
-from lapo.samples import (SAMPLES_FILE, SUMMARY_FILE, append_samples, assign_budgets, exclusive, minimal_tokens,
-                          parse_budget_spec, prepare_out, read_samples, sample_record, sample_seed, write_json)
-
-SCHEMA = "lapo.eval/1"
-
+from lapo.core.io import slug, write_json
+from lapo.core.metrics import mean, summarize
+from lapo.errors import LapoError
+from lapo.eval.generation import load_tokenizer, make_backend
+from lapo.eval.results import EVAL_SCHEMA
+from lapo.eval.samples import (
+    SAMPLES_FILE,
+    SUMMARY_FILE,
+    append_samples,
+    assign_budgets,
+    exclusive,
+    minimal_tokens,
+    prepare_out,
+    read_samples,
+    sample_record,
+    sample_seed,
+)
+from lapo.eval.settings import EvalSettings
 
 # --------------------------------------------------------------------------------------------------
 # Settings, output names, prompt format and problems
-
-
-@dataclass
-class EvalSettings:
-    """Everything one evaluation needs; the CLI flags map one to one onto these fields."""
-
-    model: str
-    dataset: str
-    data_dir: str | None = None
-    split: str = "test"
-    k: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 4096
-    batch_size: int | None = None  # None: 64 prompts per generate() call, 1024 per vLLM chunk
-    limit: int | None = None
-    budget: str = "none"
-    backend: str = "auto"
-    out: str | None = None
-    seed: int = 0
-    data_seed: int = 0  # only generated tasks (counting) use it: which problems the split holds
-    prompt_format: str = "auto"
-    answer_fallback: str = "auto"  # auto: the training run's setting, else none
-    label: str | None = None
-    device: str = "auto"
-    overwrite: bool = False
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    progress: bool = True
-
-    def validate(self) -> None:
-        """Reject impossible values with the fix, before anything is loaded."""
-        checks = [
-            (self.k >= 1, f"--k {self.k} must be at least 1"),
-            (self.temperature >= 0, f"--temperature {self.temperature} must be 0 (greedy) or more"),
-            (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
-            (self.max_new_tokens >= 1, f"--max-new-tokens {self.max_new_tokens} must be at least 1"),
-            (self.batch_size is None or self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1"),
-            (self.limit is None or self.limit >= 1, f"--limit {self.limit} must be at least 1"),
-            (self.backend in ("auto", "transformers", "vllm"),
-             f"--backend {self.backend!r} must be auto, transformers or vllm"),
-            (self.answer_fallback in ("auto", "none", "last_number"),
-             f"--answer-fallback {self.answer_fallback!r} must be auto, none or last_number"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise EvalError(message + ".")
-        parse_budget_spec(self.budget)
 
 
 def benchmark_name(dataset: str) -> str:
@@ -99,16 +61,12 @@ def default_label(model: str) -> str:
     return "/".join(meaningful[-2:]) if meaningful[-1] in stages and len(meaningful) > 1 else meaningful[-1]
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "model"
-
-
 def default_out(settings: EvalSettings) -> Path:
     """``evals/<label>/<benchmark>[-<budget>]`` under the working directory."""
     name = benchmark_name(settings.dataset)
     if settings.budget != "none":
         name += "-" + ("targets" if settings.budget.startswith("targets:") else settings.budget.replace(":", ""))
-    return Path("evals") / _slug(settings.label or default_label(settings.model)) / _slug(name)
+    return Path("evals") / slug(settings.label or default_label(settings.model)) / slug(name)
 
 
 def training_settings(model: str) -> dict | None:
@@ -136,7 +94,7 @@ def resolve_prompt_format(spec: str, model: str, tokenizer):
     """The training prompt format: ``chat``/``plain``, a JSON file of PromptFormat fields, or ``auto``: the
     format of the training run the model comes from (its ``config.yaml``), else chat when the tokenizer has
     a chat template, else plain (the format ``lapo warmstart`` trains the counting base model with)."""
-    from lapo.data import PromptFormat
+    from lapo.data.prompts import PromptFormat
 
     if spec in ("chat", "plain"):
         return PromptFormat(kind=spec)
@@ -158,30 +116,30 @@ def resolve_answer_checking(settings: "EvalSettings") -> tuple[str, float]:
 
 def _format_from_file(path: Path, cls):
     if not path.is_file():
-        raise EvalError(f"--prompt-format {str(path)!r} is neither auto, chat, plain nor an existing JSON file.")
+        raise LapoError(f"--prompt-format {str(path)!r} is neither auto, chat, plain nor an existing JSON file.")
     fields = json.loads(path.read_text(encoding="utf-8"))
     try:
         return cls(**fields)
     except TypeError as err:
-        raise EvalError(f"{path}: {err}; keep only PromptFormat fields (kind, system_prompt, user_template, "
+        raise LapoError(f"{path}: {err}; keep only PromptFormat fields (kind, system_prompt, user_template, "
                         "plain_template, think_tag, budget_template).") from None
 
 
 def load_eval_problems(settings: EvalSettings) -> list:
     """The problems to evaluate; every way a dataset can be missing becomes one actionable line."""
-    from lapo.data import load_problems
+    from lapo.data.problems import load_problems
 
     try:
         problems = load_problems(settings.dataset, split=settings.split, data_dir=settings.data_dir,
                                  limit=settings.limit, seed=settings.data_seed)
     except (FileNotFoundError, ValueError) as err:
-        raise EvalError(str(err)) from None
+        raise LapoError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - the hub raises many kinds; all mean "not reachable here"
         name = benchmark_name(settings.dataset)
-        raise EvalError(f"could not load dataset {settings.dataset!r} ({type(err).__name__}: {err}); pass "
+        raise LapoError(f"could not load dataset {settings.dataset!r} ({type(err).__name__}: {err}); pass "
                         f"--data-dir DIR holding {name}.jsonl, or a local .jsonl/.json/.parquet file.") from None
     if not problems:
-        raise EvalError(f"dataset {settings.dataset!r} (split {settings.split!r}) has no problem with a usable "
+        raise LapoError(f"dataset {settings.dataset!r} (split {settings.split!r}) has no problem with a usable "
                         "answer; check --split and the file's answer field.")
     return problems
 
@@ -196,7 +154,8 @@ def generate_missing(backend, tokenizer, todo, prompts, budgets, settings, path:
     throughput of generation alone. ``checking`` is the answer checker's (fallback, timeout)."""
     from tqdm.auto import tqdm
 
-    from lapo.answers import AnswerChecker, extract_answer
+    from lapo.core.checker import AnswerChecker
+    from lapo.core.extract import extract_answer
 
     # Longest prompts first: similar lengths share a batch (less padding) and memory trouble shows at once.
     lengths = {pid: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for pid, p in prompts.items()}
@@ -265,7 +224,7 @@ def evaluate(settings: EvalSettings, *, model=None, tokenizer=None, backend=None
         if todo:
             if done:
                 print(f"resuming {out}: {len(done)} samples on disk, {len(todo)} to go", file=sys.stderr)
-            from lapo.data import render_prompt
+            from lapo.data.prompts import render_prompt
 
             prompts = {p.id: render_prompt(p.problem, tokenizer, fmt, budget=budgets[p.id]) for p in problems}
             if backend is None:
@@ -285,7 +244,7 @@ def build_summary(records, settings: EvalSettings, config: dict, num_problems: i
     from lapo import __version__
 
     return {
-        "schema": SCHEMA,
+        "schema": EVAL_SCHEMA,
         "label": settings.label or default_label(settings.model),
         "model": settings.model,
         "benchmark": benchmark_name(settings.dataset),
@@ -373,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings(**vars(args))
     try:
         summary = evaluate(settings)
-    except EvalError as err:
+    except LapoError as err:
         print(f"lapo eval: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,10 +25,11 @@ from typing import Any, Iterable
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from lapo import length
-from lapo.budget import DEFAULT_TEMPLATE
-from lapo.data import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PromptFormat
-from lapo.stats import POLICIES
+from lapo.core import length
+from lapo.core.budget import DEFAULT_TEMPLATE
+from lapo.core.stats import POLICIES
+from lapo.data.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PromptFormat
+from lapo.errors import LapoError
 
 STAGES = ("discovery", "internalization")
 STAGE_CHOICES = STAGES + ("all",)
@@ -218,6 +218,7 @@ class RunConfig:
     selected: tuple[str, ...]
     resume: str | bool = False
     recipe_path: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # the recipe's `env:`, set when the run starts
 
     def fallback_target(self) -> int:
         """The never-solved sentinel: the configured value or stage 1's max generation length (4096)."""
@@ -225,7 +226,7 @@ class RunConfig:
         return int(first.lapo.fallback_target or first.grpo.max_completion_length)
 
 
-PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
+PACKAGED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def packaged_recipes() -> list[str]:
@@ -247,17 +248,18 @@ def resolve_recipe(path: str | Path) -> Path:
     )
 
 
-def read_recipe(path: str | Path) -> dict[str, dict]:
-    """The recipe's shared keys plus per-stage overrides: {stage: flat mapping} for both stages."""
+def read_recipe(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """The recipe's shared keys plus per-stage overrides ({stage: flat mapping} for both stages), and its ``env:``
+    section (environment variables the run sets, as TrlParser's ``env:``). Reading writes nothing into
+    ``os.environ``: :func:`lapo.train.run.prepare` applies ``env`` when the run starts."""
     path = resolve_recipe(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"recipe {path} must be a YAML mapping of keys to values.")
-    env = data.pop("env", None) or {}  # as TrlParser: `env:` sets environment variables
+        raise LapoError(f"recipe {path} must be a YAML mapping of keys to values.")
+    env = data.pop("env", None) or {}
     if not isinstance(env, dict):
-        raise ValueError(f"recipe {path}: `env` must be a mapping of variable names to values.")
-    os.environ.update({str(k): str(v) for k, v in env.items()})
-    return split_sections(data, str(path))
+        raise LapoError(f"recipe {path}: `env` must be a mapping of variable names to values.")
+    return split_sections(data, str(path)), {str(k): str(v) for k, v in env.items()}
 
 
 def split_sections(data: dict, origin: str = "recipe") -> dict[str, dict]:
@@ -338,7 +340,7 @@ def load_run_config(
     recipe: str | Path | None, overrides: list[str] = (), *, stage: str | None = None, resume: str | bool = False
 ) -> RunConfig:
     """Parse a recipe plus overrides into both stages' configurations (nothing is loaded yet)."""
-    sections = read_recipe(recipe) if recipe else {s: {} for s in STAGES}
+    sections, env = read_recipe(recipe) if recipe else ({s: {} for s in STAGES}, {})
     cli = parse_overrides(list(overrides))
     stages = {s: parse_stage(s, {**sections[s], **cli[s]}) for s in STAGES}
     chosen = stage or stages["discovery"].lapo.stage
@@ -350,7 +352,7 @@ def load_run_config(
         cfg.grpo.output_dir = str(run_dir / s)
         _check_engine(cfg)
     selected = STAGES if chosen == "all" else (chosen,)
-    return RunConfig(run_dir, stages, selected, resume, str(recipe) if recipe else None)
+    return RunConfig(run_dir, stages, selected, resume, str(recipe) if recipe else None, env)
 
 
 def _check_engine(cfg: StageConfig) -> None:

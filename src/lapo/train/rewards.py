@@ -1,4 +1,4 @@
-"""TRL reward callables for LAPO's two stages: gather the whole group, score it with `lapo.length`, record.
+"""TRL reward callables for LAPO's two stages: gather the whole group, score it with `lapo.core.length`, record.
 
 TRL 1.16 calls a reward function on each process's *local* slice of the generation batch and only then
 gathers the rewards; a group of ``num_generations`` completions of one problem can be split across
@@ -10,7 +10,7 @@ stage 1, the median fallback of stage 2), so each call here:
 3. cuts the global list into groups by ``global_index // num_generations`` -- exactly how TRL's
    ``_generate_and_score_completions`` groups rewards for the advantages (``rewards.view(-1, G)``, with
    process ``p`` holding global rows ``p * local_size ... (p + 1) * local_size``),
-4. scores each whole group with :func:`lapo.length.discovery_rewards` / :func:`internalization_rewards`,
+4. scores each whole group with :func:`lapo.core.length.discovery_rewards` / :func:`internalization_rewards`,
 5. records lengths into the ``LengthStats`` passed in (every process holds the same, complete records;
    only the main process saves them, from a callback, never from here), and
 6. returns this process's slice.
@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from lapo import length
-from lapo.answers import AnswerChecker
-from lapo.stats import LengthStats, tighten_target
+from lapo.core import length
+from lapo.core.checker import AnswerChecker
+from lapo.core.stats import LengthStats, tighten_target
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class InternalizationReward(GroupReward):
     N is the budget the prompt showed (dataset column ``budget``); a prompt that showed the fallback
     sentinel (``budget_fallback``) is scored against the group's median correct length instead. With
     ``tighten``, a group whose median correct length is below its problem's target lowers that target in
-    ``targets``, the live map the stage-2 prompts are rendered from (``lapo.data.BudgetedPrompts``).
+    ``targets``, the live map the stage-2 prompts are rendered from (``lapo.data.prompts.BudgetedPrompts``).
     """
 
     __name__ = "lapo_internalization"
@@ -212,7 +212,7 @@ class InternalizationReward(GroupReward):
         if "budget" not in columns:
             raise KeyError(
                 "the stage-2 reward needs the dataset column 'budget' (the N shown in each prompt); build the "
-                "dataset with lapo.data.BudgetedPrompts."
+                "dataset with lapo.data.prompts.BudgetedPrompts."
             )
         fallbacks = columns.get("budget_fallback") or [False] * len(rows)
         return [
@@ -245,7 +245,7 @@ def make_checker(timeout_s: float = 1.0, fallback: str = "none", workers: int = 
 
 
 def discovery_reward(cfg: Any, num_generations: int, stats: LengthStats) -> DiscoveryReward:
-    """The stage-1 reward configured from a :class:`lapo.config.LapoConfig`."""
+    """The stage-1 reward configured from a :class:`lapo.train.config.LapoConfig`."""
     return DiscoveryReward(
         num_generations,
         stats,
@@ -260,7 +260,7 @@ def discovery_reward(cfg: Any, num_generations: int, stats: LengthStats) -> Disc
 def internalization_reward(
     cfg: Any, num_generations: int, stats: LengthStats, targets: dict[str, int]
 ) -> InternalizationReward:
-    """The stage-2 reward configured from a :class:`lapo.config.LapoConfig`; ``targets`` is the live map."""
+    """The stage-2 reward configured from a :class:`lapo.train.config.LapoConfig`; ``targets`` is the live map."""
     return InternalizationReward(
         num_generations,
         stats,

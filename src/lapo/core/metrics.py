@@ -10,21 +10,12 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
-from lapo.length import relative_deviation
+from lapo.core.length import median, relative_deviation
 
 
 def mean(values: Sequence[float]) -> float | None:
     """Arithmetic mean, None for no values."""
     return sum(values) / len(values) if values else None
-
-
-def median(values: Sequence[float]) -> float | None:
-    """Median (mean of the two middle values for an even count), None for no values."""
-    s = sorted(values)
-    if not s:
-        return None
-    mid = len(s) // 2
-    return float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def pass_at_1(records: Iterable[dict]) -> float | None:

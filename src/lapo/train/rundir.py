@@ -1,14 +1,13 @@
-"""The run directory of `lapo train`: its file names, the callbacks that write into it, and its metadata.
+"""The run directory of `lapo train`: its file names, stage completion, and its metadata.
 
     <output_dir>/config.yaml, recipe.yaml, run.json, lapo.log, targets.json
     <output_dir>/<stage>/checkpoint-<step>/ (+ length_stats.jsonl, stage 2: targets.json)
     <output_dir>/<stage>/final/, length_stats.jsonl, log_history.jsonl, complete.json
 
 The layout is documented in docs/TRAINING.md ("Run directory"). Only the main process writes here, and the
-reward functions never do: :class:`StatsCallback` is the one writer of the length statistics. Every file a
-resume reads is written atomically (``lapo.stats.atomic_write_text``), so a kill leaves the previous
-complete file. The console gets one metrics line per logging step (:class:`MetricsLineCallback`). Which
-checkpoint a resume starts from is :mod:`lapo.resume`'s business.
+reward functions never do: ``lapo.train.callbacks.StatsCallback`` is the one writer of the length statistics.
+Every file a resume reads is written atomically (``lapo.core.io.atomic_write_text``), so a kill leaves the
+previous complete file. Which checkpoint a resume starts from is :mod:`lapo.train.resume`'s business.
 """
 
 from __future__ import annotations
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from transformers import ProgressCallback, TrainerCallback
 
-from lapo import stats as stats_lib
-from lapo.config import STAGES, RunConfig
+from lapo.core.io import TARGETS_FILE, atomic_write_text  # noqa: F401 - TARGETS_FILE: a run-dir name
+from lapo.core.stats import LengthStats
+from lapo.train.config import STAGES, RunConfig
 
 STATS_FILE = "length_stats.jsonl"
-TARGETS_FILE = "targets.json"  # run dir: the hand-off; a stage-2 checkpoint: the live (tightened) map
+# TARGETS_FILE (lapo.core.io): in the run dir the hand-off; in a stage-2 checkpoint the live (tightened) map
 COMPLETE_FILE = "complete.json"
 FINAL_DIR = "final"
 LOG_FILE = "log_history.jsonl"
@@ -51,78 +50,6 @@ def main_process_only(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
 
 
-# ============================================================================================ callbacks
-
-
-class StatsCallback(TrainerCallback):
-    """Saves the length statistics (and stage 2's live targets) into every checkpoint and the stage folder.
-
-    The reward functions only record in memory; this is the one writer, on the main process, so a resumed
-    run restores exactly what the checkpoint's weights had seen (issue 6: nothing lost, nothing twice).
-    """
-
-    def __init__(self, stats: stats_lib.LengthStats, stage_dir: Path, targets: dict | None = None):
-        self.stats, self.stage_dir, self.targets = stats, Path(stage_dir), targets
-
-    def _write(self, folder: Path) -> None:
-        if self.targets is not None:
-            stats_lib.save_targets(self.targets, folder / TARGETS_FILE)
-        self.stats.save(folder / STATS_FILE)  # last: its presence marks a checkpoint as resumable
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self._write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-            self._write(self.stage_dir)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self._write(self.stage_dir)
-
-
-class LogHistoryCallback(TrainerCallback):
-    """``log_history.jsonl``: one JSON line per logging step, rewritten from the restored state on resume."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:  # drop lines logged after the checkpoint a resume starts from
-            text = "".join(json.dumps(entry) + "\n" for entry in state.log_history)
-            stats_lib.atomic_write_text(self.path, text)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({**logs, "step": state.global_step}) + "\n")
-
-
-METRICS_LINE = (
-    ("reward", "reward"),
-    ("lapo/accuracy", "acc"),
-    ("lapo/mean_length", "len"),
-    ("lapo/band_hit_rate", "band"),
-    ("lapo/budget_deviation", "|L-N|/N"),
-    ("lapo/targets_tightened", "tightened"),
-    ("kl", "kl"),
-    ("learning_rate", "lr"),
-)
-
-
-class MetricsLineCallback(ProgressCallback):
-    """Transformers' progress bar (with ETA), printing one compact metrics line per logging step."""
-
-    def __init__(self, stage: str):
-        super().__init__()
-        self.stage = stage
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (state.is_world_process_zero and self.training_bar is not None and logs):
-            return
-        parts = [f"{label} {logs[key]:.4g}" for key, label in METRICS_LINE if isinstance(logs.get(key), (int, float))]
-        if parts:
-            self.training_bar.write(f"[{self.stage}] step {state.global_step}/{state.max_steps} | " + " | ".join(parts))
-
-
 # ============================================================================================ stage files
 
 
@@ -130,7 +57,7 @@ def is_complete(stage_dir: Path) -> bool:
     return (Path(stage_dir) / COMPLETE_FILE).is_file()
 
 
-def stage_summary(lengths: stats_lib.LengthStats, policy: str, **extra: Any) -> dict:
+def stage_summary(lengths: LengthStats, policy: str, **extra: Any) -> dict:
     """What ``complete.json`` holds: the statistics' summary (no histogram) and when the stage finished."""
     summary = lengths.summary(policy)
     summary.pop("target_histogram", None)
@@ -139,7 +66,7 @@ def stage_summary(lengths: stats_lib.LengthStats, policy: str, **extra: Any) -> 
 
 def mark_complete(stage_dir: Path, summary: dict) -> None:
     """Written last: a stage with ``complete.json`` is skipped by a resume."""
-    main_process_only(stats_lib.atomic_write_text, Path(stage_dir) / COMPLETE_FILE, json.dumps(summary, indent=1) + "\n")
+    main_process_only(atomic_write_text, Path(stage_dir) / COMPLETE_FILE, json.dumps(summary, indent=1) + "\n")
 
 
 # ============================================================================================ metadata
@@ -213,7 +140,7 @@ def write_run_metadata(run: RunConfig) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     suffix = f".resume-{stamp}" if run.resume and (run.run_dir / "config.yaml").exists() else ""
-    write = stats_lib.atomic_write_text
+    write = atomic_write_text
     write(run.run_dir / f"config{suffix}.yaml", yaml.safe_dump(config_as_run(run), sort_keys=True))
     write(run.run_dir / f"recipe{suffix}.yaml", yaml.safe_dump(recipe_of(run), sort_keys=False))
     write(run.run_dir / f"run{suffix}.json", json.dumps(run_info(run, stamp), indent=1, default=str) + "\n")

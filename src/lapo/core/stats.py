@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lapo.length import median, percentile
+from lapo.core.io import atomic_write_text
+from lapo.core.length import median, percentile
 
 POLICIES = ("last", "stage", "last_epoch")
 
@@ -225,42 +225,3 @@ def histogram(values: Sequence[float], bins: int = 10) -> list[dict]:
     for v in values:
         counts[min(int((v - lo) / width), bins - 1)] += 1
     return [{"low": lo + i * width, "high": lo + (i + 1) * width, "count": c} for i, c in enumerate(counts)]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Replace ``path`` with ``text`` atomically (same-folder temp file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_targets(targets: dict[str, int], path: str | os.PathLike) -> Path:
-    """The stage-1 -> stage-2 hand-off: ``{problem_id: N}`` as sorted JSON, written atomically."""
-    return atomic_write_text(path, json.dumps(dict(sorted(targets.items())), indent=1) + "\n")
-
-
-def load_targets(path: str | os.PathLike) -> dict[str, int]:
-    """Read a target map; refuses anything but ``{str: positive int}`` with the path and the bad entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no target map at {path}: run stage 1 (`lapo train --stage discovery`) first.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); the target map is corrupt.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a target map must be a JSON object {{problem_id: tokens}}.")
-    for key, value in data.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{path}: target of problem {key!r} is {value!r}; targets must be positive integers.")
-    return {str(k): int(v) for k, v in data.items()}

@@ -1,0 +1,135 @@
+"""Prompts: the exact string the policy sees, in training and in evaluation alike.
+
+:func:`render_prompt` turns a problem into the chat template (or plain text), then the think-opening tag, then,
+in stage 2, LAPO's budget sentence "I will answer the question with N tokens." right after the tag
+(arXiv 2507.15758, section 3.2; docs/METHOD.md).
+
+Stage 2 reads targets that can move during training (online tightening), so its prompts are rendered when a
+batch is fetched, not once at start-up: :class:`BudgetedPrompts` is a ``datasets.Dataset.with_transform``
+transform that reads the live target map. The reference read its map once at start-up, so its tightened
+targets never reached a prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from lapo.core.budget import DEFAULT_TEMPLATE, insert_budget
+
+if TYPE_CHECKING:
+    from lapo.data.problems import Problem
+
+# The reference's system text asks for the reasoning inside <think> </think> (LAPO_SPEC section 1).
+DEFAULT_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The Assistant first thinks about the reasoning process and then gives the user the answer. "
+    "The reasoning process is enclosed within <think> </think> tags."
+)
+DEFAULT_USER_TEMPLATE = "{problem} Please think step by step and output the final answer within \\boxed{}."
+
+
+
+@dataclass
+class PromptFormat:
+    """How a problem becomes a prompt: a chat template or plain text, ending with the think tag."""
+
+    kind: str = "chat"  # "chat" applies the tokenizer's chat template; "plain" uses plain_template
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    user_template: str = DEFAULT_USER_TEMPLATE
+    plain_template: str = "{problem}"
+    think_tag: str = "<think>"  # "" = no think tag; the budget sentence then goes at the prompt's end
+    budget_template: str = DEFAULT_TEMPLATE
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("chat", "plain"):
+            raise ValueError(f"prompt kind {self.kind!r} is not known; use 'chat' or 'plain'.")
+        for name in ("user_template", "plain_template"):
+            if "{problem}" not in getattr(self, name):
+                raise ValueError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+
+
+def _fill(template: str, problem_text: str) -> str:
+    # str.replace, not str.format: templates carry LaTeX braces such as \boxed{}.
+    return template.replace("{problem}", problem_text)
+
+
+def _chat(problem_text: str, tokenizer: Any, fmt: PromptFormat) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"the tokenizer {type(tokenizer).__name__} has no chat template; set the prompt kind to 'plain' "
+            "or use a tokenizer that has one."
+        )
+    messages = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
+    messages.append({"role": "user", "content": _fill(fmt.user_template, problem_text)})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _ends_with_tag(text: str, tag: str) -> bool:
+    # Some chat templates (DeepSeek-R1-Distill) already open the think block, with a newline after it.
+    return text.rstrip().endswith(tag)
+
+
+def render_prompt(problem_text: str, tokenizer: Any, fmt: PromptFormat, budget: int | None = None) -> str:
+    """The full prompt string: template, then the think tag, then the budget sentence when ``budget`` is given."""
+    text = _chat(problem_text, tokenizer, fmt) if fmt.kind == "chat" else _fill(fmt.plain_template, problem_text)
+    if fmt.think_tag and not _ends_with_tag(text, fmt.think_tag):
+        text += fmt.think_tag
+    if budget is not None:
+        text = insert_budget(text, int(budget), think_tag=fmt.think_tag, template=fmt.budget_template)
+    return text
+
+
+# ---------------------------------------------------------------- TRL datasets
+
+
+def prompt_rows(problems: Iterable[Problem], tokenizer: Any, fmt: PromptFormat) -> dict[str, list]:
+    """Columns for a TRL dataset: the rendered prompt (no budget), the problem id and the gold answer.
+
+    Every column reaches the reward functions as a keyword argument (TRL passes dataset columns through).
+    """
+    problems = list(problems)
+    return {
+        "prompt": [render_prompt(p.problem, tokenizer, fmt) for p in problems],
+        "problem_id": [p.id for p in problems],
+        "answer": [p.answer for p in problems],
+        "level": [p.level if p.level is not None else -1 for p in problems],
+    }
+
+
+class BudgetedPrompts:
+    """Writes each stage-2 prompt's *current* budget into it, from the live target map.
+
+    ``targets`` maps problem id -> target tokens and is the same dict the stage-2 reward lowers during
+    training (online tightening). A problem whose target is ``fallback`` (the reference's sentinel, stage
+    1's max generation length: never solved) or that has no target shows ``fallback`` and is marked
+    ``budget_fallback=True``, which tells the reward to score against the group's median correct length.
+
+    Use it as a ``Dataset.with_transform`` transform: prompts are rendered when a batch is fetched, so a
+    tightened target reaches every later batch of its problem (see ``lapo.train.trainer.LapoGRPOTrainer``).
+    """
+
+    def __init__(self, targets: Mapping[str, int], fallback: int, fmt: PromptFormat):
+        self.targets = targets
+        self.fallback = int(fallback)
+        self.think_tag = fmt.think_tag
+        self.template = fmt.budget_template
+
+    def budget(self, pid: str) -> tuple[int, bool]:
+        """(N shown in the prompt, whether N is the never-solved sentinel)."""
+        value = self.targets.get(pid)
+        if value is None or int(value) == self.fallback:
+            return self.fallback, True
+        return int(value), False
+
+    def _render(self, prompt: str, n: int) -> str:
+        # insert_budget replaces a budget already in the prompt, so re-rendering never stacks two.
+        return insert_budget(prompt, n, think_tag=self.think_tag, template=self.template)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        budgets = [self.budget(pid) for pid in batch["problem_id"]]
+        out = dict(batch)
+        out["prompt"] = [self._render(p, n) for p, (n, _) in zip(batch["prompt"], budgets)]
+        out["budget"] = [n for n, _ in budgets]
+        out["budget_fallback"] = [fb for _, fb in budgets]
+        return out
