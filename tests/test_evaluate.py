@@ -225,7 +225,7 @@ def test_cli_on_tiny_model_writes_summary(tmp_path, tiny, capsys):
     code = ev.main(["--model", str(tiny), "--dataset", "counting", "--limit", "3", "--k", "2",
                     "--max-new-tokens", "12", "--out", str(out), "--no-progress"])
     summary = json.loads((out / sm.SUMMARY_FILE).read_text())
-    assert code == 0 and (summary["num_samples"], summary["schema"]) == (6, ev.SCHEMA)
+    assert code == 0 and (summary["num_samples"], summary["schema"]) == (6, ev.EVAL_SCHEMA)
 
 
 def test_truncated_samples_used_every_new_token(tmp_path, tiny):
