@@ -1,12 +1,14 @@
 """`lapo score` and `lapo stats` from the command line, as a user of another engine runs them."""
 
 import json
+import re
 
 import pytest
 
 from lapo.cli import main
 from lapo.core.checker import AnswerChecker
 from lapo.core.stats import LengthStats
+from lapo.errors import LapoError
 from lapo.score import score_rows
 
 
@@ -47,7 +49,7 @@ def test_internalization_uses_target_map_without_budget(checker):
 
 def test_missing_num_tokens_without_tokenizer_is_explained(checker):
     rows = [{"problem_id": "a", "completion": "x", "answer": "1"}]
-    with pytest.raises(ValueError, match="--tokenizer"):
+    with pytest.raises(LapoError, match="--tokenizer"):
         score_rows(rows, "discovery", checker)
 
 
@@ -60,11 +62,12 @@ def test_cli_score_writes_every_line_back(tmp_path, capsys):
     assert [(l["problem_id"], l["correct"]) for l in lines] == [(r["problem_id"], r["answer"] == "4") for r in _rows()]
 
 
-def test_cli_score_names_line_of_bad_input(tmp_path):
+def test_cli_score_names_line_of_bad_input(tmp_path, capsys):
     src = tmp_path / "r.jsonl"
     src.write_text('{"problem_id": "a", "completion": "x"}\n')
-    with pytest.raises(ValueError, match=r"r\.jsonl:1: missing field\(s\) answer"):
-        main(["score", "--stage", "discovery", "--input", str(src)])
+    assert main(["score", "--stage", "discovery", "--input", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(r"^lapo score: .*r\.jsonl:1: missing field\(s\) answer", err)
 
 
 def test_cli_stats_prints_summary(tmp_path, capsys):
