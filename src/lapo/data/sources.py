@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from lapo.core import hub
+from lapo.errors import LapoError, one_line
+
 logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -49,14 +52,37 @@ ANSWER_FIXES: dict[str, Callable[[Any], Any]] = {"gsm8k": _gsm8k_answer}
 
 
 def _read_local(path: Path) -> list[dict]:
-    """Rows of a .jsonl / .json / .parquet file; a bad JSONL line is reported with its number."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # a dependency of `datasets`
+    """Rows of a .jsonl / .json / .parquet file; anything else is a LapoError naming the file (and the line)."""
+    try:
+        rows = _parquet(path) if path.suffix == ".parquet" else _json_rows(path, path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LapoError(f"dataset file {path} is not UTF-8 text (a binary file?); pass a .jsonl, .json or "
+                        ".parquet file of problems.") from None
+    bad = next((i for i, row in enumerate(rows, start=1) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise LapoError(f"{path}: row {bad} is a {type(rows[bad - 1]).__name__}; each row must be an object "
+                        '{"problem", "answer", "id"?, ...}.')
+    return rows
 
+
+def _parquet(path: Path) -> list[dict]:
+    import pyarrow  # a dependency of `datasets`
+    import pyarrow.parquet as pq
+
+    try:
         return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+    except pyarrow.ArrowException as error:
+        raise LapoError(f"dataset file {path} is not a readable Parquet file ({one_line(error)}); pass another "
+                        "file.") from None
+
+
+def _json_rows(path: Path, text: str) -> list:
+    """A .json array, else JSON lines; a bad line is reported with its number."""
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise LapoError(f"{path} is not valid JSON ({err}); fix the file.") from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -64,14 +90,31 @@ def _read_local(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); fix or remove that line.") from None
+            raise LapoError(f"{path}:{number} is not valid JSON ({err.msg}); fix or remove that line.") from None
     return rows
 
 
 def _read_hub(repo: str, split: str, config: str | None = None) -> list[dict]:
+    """A hub dataset's rows; a name the hub cannot serve from here fails at once, not after the client's
+    retries (lapo.core.hub)."""
     import datasets
 
+    _check_hub_dataset(repo, datasets.config.HF_DATASETS_CACHE)
     return list(datasets.load_dataset(repo, config, split=split))
+
+
+def _check_hub_dataset(repo: str, datasets_cache: str | os.PathLike) -> None:
+    if not hub.is_hub_id(repo):
+        raise LapoError(f"dataset {repo!r} is neither a local .jsonl/.json/.parquet file, a benchmark name "
+                        f"({', '.join(BENCHMARKS)}), a built-in task (counting, sums) nor a hub id org/name; "
+                        "check the name or the path.")
+    reason = hub.unreachable(hub.DATASET_SWITCHES)
+    # datasets keeps what it prepared under its own cache (org___name) and raw files in the hub cache.
+    in_cache = hub.cached(repo, "dataset") or (Path(datasets_cache) / repo.replace("/", "___")).is_dir()
+    if reason is not None and not in_cache:
+        raise LapoError(f"dataset {repo!r} is not in the local cache and the hub cannot be used ({reason}); "
+                        "pass a local .jsonl/.json/.parquet file, or a folder of <name>.jsonl copies as data_dir / "
+                        "--data-dir.")
 
 
 def _read_counting(split: str, limit: int | None, seed: int) -> list[dict]:
@@ -108,7 +151,7 @@ def resolve(
     if source.endswith(LOCAL_SUFFIXES):
         path = Path(source).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"dataset file {path} does not exist; check the `dataset` path.")
+            raise LapoError(f"dataset file {path} does not exist; check the `dataset` path.")
         return _read_local(path), {}
     if source in BENCHMARKS:
         spec = BENCHMARKS[source]
