@@ -9,6 +9,7 @@ pytest.importorskip("trl")
 
 from lapo import warmstart  # noqa: E402
 from lapo.core.budget import parse_budget  # noqa: E402
+from lapo.errors import LapoError  # noqa: E402
 from lapo.models.tiny import build_char_tokenizer, build_tiny_model  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
@@ -110,7 +111,7 @@ def test_every_option_has_help():
 
 
 def test_fresh_model_without_plain_steps_is_refused():
-    with pytest.raises(SystemExit):
+    with pytest.raises(LapoError, match="--max-steps 0: a fresh model needs at least 1 plain step"):
         warmstart.parse_args(["--max-steps", "0"])
 
 

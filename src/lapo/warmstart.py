@@ -30,11 +30,12 @@ import argparse
 import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from lapo.errors import ArgumentParser, LapoError, command
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ HELP = {
 
 def parse_args(argv) -> WarmstartConfig:
     defaults = WarmstartConfig()
-    parser = argparse.ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, value in asdict(defaults).items():
         flag = f"--{name.replace('_', '-')}"
@@ -295,20 +296,40 @@ def parse_args(argv) -> WarmstartConfig:
             parser.add_argument(flag, type=type(value), default=value, help=HELP[name])
     cfg = WarmstartConfig(**vars(parser.parse_args(argv)))
     if cfg.max_steps < 1 and not cfg.init and not cfg.measure_only:
-        parser.error(f"--max-steps {cfg.max_steps}: a fresh model needs at least 1 plain step; "
-                     "give --init CHECKPOINT to start from a trained model instead")
+        raise LapoError(f"--max-steps {cfg.max_steps}: a fresh model needs at least 1 plain step; "
+                        "give --init CHECKPOINT to start from a trained model instead.")
     if not 0.0 <= cfg.budget_share <= 1.0:
-        parser.error(f"--budget-share {cfg.budget_share}: a share of prompts, between 0 and 1")
+        raise LapoError(f"--budget-share {cfg.budget_share}: a share of prompts, between 0 and 1.")
+    negative = [n for n, v in asdict(cfg).items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0]
+    if negative:
+        name = negative[0]
+        raise LapoError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more.")
+    _check_paths(cfg)
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+def _check_paths(cfg: WarmstartConfig) -> None:
+    """The model folders the run reads, checked before anything is built or trained."""
+    from lapo.models.loading import hub_options
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise LapoError(f"--out {cfg.out} is a file; pass a folder for the model.")
+    if cfg.measure_only and not (out / "config.json").is_file():
+        raise LapoError(f"--measure-only measures the model in --out, but {cfg.out} holds none (no config.json); "
+                        "train it first (without --measure-only) or pass --out FOLDER of a saved model.")
+    if cfg.init:
+        hub_options(cfg.init, "--init")
+
+
+@command("warmstart")
+def main(argv: list[str]) -> int:
+    cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     record_path = Path(cfg.out, "lapo_warmstart.json")
     if cfg.measure_only:
+        record = _read_record(record_path) if record_path.exists() else {"config": asdict(cfg)}
         model, tokenizer = _load(cfg)
-        record = json.loads(record_path.read_text()) if record_path.exists() else {"config": asdict(cfg)}
     else:
         start = time.time()
         model, tokenizer = train(cfg)
@@ -318,6 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         record["measure"] = _measure_and_print(cfg, model, tokenizer)
     record_path.write_text(json.dumps(record, indent=2))
     return 0
+
+
+def _read_record(path: Path) -> dict:
+    """The record a training run wrote beside its model (the measurement is added to it)."""
+    from lapo.core.io import read_json
+
+    record = read_json(path, "warm-start record")
+    if not isinstance(record, dict):
+        raise LapoError(f"warm-start record {path} is not a JSON object; remove it (it is rewritten).")
+    return record
 
 
 def _load(cfg: WarmstartConfig):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from lapo.core.budget import DEFAULT_TEMPLATE, insert_budget
+from lapo.errors import LapoError
 
 if TYPE_CHECKING:
     from lapo.data.problems import Problem
@@ -43,10 +44,10 @@ class PromptFormat:
 
     def __post_init__(self) -> None:
         if self.kind not in ("chat", "plain"):
-            raise ValueError(f"prompt kind {self.kind!r} is not known; use 'chat' or 'plain'.")
+            raise LapoError(f"prompt kind {self.kind!r} is not known; use 'chat' or 'plain'.")
         for name in ("user_template", "plain_template"):
             if "{problem}" not in getattr(self, name):
-                raise ValueError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+                raise LapoError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
 
 
 def _fill(template: str, problem_text: str) -> str:
@@ -56,7 +57,7 @@ def _fill(template: str, problem_text: str) -> str:
 
 def _chat(problem_text: str, tokenizer: Any, fmt: PromptFormat) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise LapoError(
             f"the tokenizer {type(tokenizer).__name__} has no chat template; set the prompt kind to 'plain' "
             "or use a tokenizer that has one."
         )

@@ -26,6 +26,8 @@ import re
 import string
 from typing import Any, Mapping
 
+from lapo.errors import LapoError
+
 LEVELS = (1, 2, 3, 4, 5)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ALPHABET = string.ascii_lowercase
@@ -47,7 +49,7 @@ _PROBLEM = re.compile(r'^Count the letter "([a-z])" in "([a-z]+)"\.$')
 def string_length(level: int) -> int:
     """Letters in a problem's string at ``level`` (1 -> 3 letters, each level adds 2)."""
     if level not in LEVELS:
-        raise ValueError(f"level {level!r} is not one of {LEVELS}; pick a level from lapo.tasks.counting.LEVELS.")
+        raise LapoError(f"level {level!r} is not one of {LEVELS}; pick a level from lapo.tasks.counting.LEVELS.")
     return 1 + 2 * level
 
 
@@ -168,7 +170,7 @@ def make_problem(text: str, level: int) -> dict[str, Any]:
 def load_split(split: str, *, seed: int = 0, n: int = 500, levels: tuple[int, ...] = LEVELS) -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split`` ("train" or "test"), levels in turn, the same for the same seed."""
     if split not in ("train", "test"):
-        raise ValueError(f"split {split!r} is unknown; use 'train' or 'test'.")
+        raise LapoError(f"split {split!r} is unknown; use 'train' or 'test'.")
     rng = random.Random(f"lapo-counting/{seed}/{split}")
     seen: set[str] = set()
     problems = []
@@ -178,7 +180,7 @@ def load_split(split: str, *, seed: int = 0, n: int = 500, levels: tuple[int, ..
         text = _draw(rng, level)
         attempts += 1
         if attempts > 100 * n + 1000:
-            raise RuntimeError(f"could not draw {n} distinct {split} problems; ask for fewer.")
+            raise LapoError(f"could not draw {n} distinct {split} problems of the counting task; ask for fewer.")
         if text in seen or _split_of(text) != split:
             continue
         seen.add(text)
