@@ -106,13 +106,13 @@ class InterruptedBackend(FixedBackend):
 
     def generate(self, prompts, seeds):
         if self.calls == 1:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("Ctrl-C in the second batch")
         return super().generate(prompts, seeds)
 
 
 def test_interrupted_eval_resumes_where_it_stopped(tmp_path, char_tok):
     settings = _counting(tmp_path, k=2, batch_size=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C in the second batch"):
         backend = InterruptedBackend(char_tok, lambda p: "\\boxed{1}")
         ev.evaluate(settings, tokenizer=char_tok, backend=backend)
     saved = sm.read_samples(tmp_path / "out" / sm.SAMPLES_FILE)

@@ -4,6 +4,8 @@ import json
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lapo.cli import main
 from lapo.core.checker import AnswerChecker
@@ -76,3 +78,24 @@ def test_cli_stats_prints_summary(tmp_path, capsys):
     path = s.save(tmp_path / "length_stats.jsonl")
     assert main(["stats", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["target_quantiles"]["p50"] == 20.0
+
+
+@pytest.mark.parametrize("bad", [-5, 10.7, "ten", True])
+def test_num_tokens_must_be_a_whole_number_not_below_zero(checker, bad):
+    rows = [dict(r, num_tokens=bad) if i == 2 else r for i, r in enumerate(_rows())]
+    with pytest.raises(LapoError, match=rf"row 3: num_tokens {re.escape(repr(bad))} must be a whole number"):
+        score_rows(rows, "discovery", checker)
+
+
+def test_a_whole_float_is_a_token_count(checker):
+    rows = [dict(r, num_tokens=float(r["num_tokens"])) for r in _rows()]
+    assert score_rows(rows, "discovery", checker) == score_rows(_rows(), "discovery", checker)
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.permutations(range(len(_rows()))), stage=st.sampled_from(["discovery", "internalization"]))
+def test_each_line_scores_the_same_whatever_the_order_of_the_file(checker, order, stage):
+    rows = _rows()
+    by_line = score_rows(rows, stage, checker, targets={"a": 30})
+    shuffled = score_rows([rows[i] for i in order], stage, checker, targets={"a": 30})
+    assert shuffled == [by_line[i] for i in order]
