@@ -21,7 +21,7 @@ from lapo.errors import LapoError
 if TYPE_CHECKING:
     from lapo.data.problems import Problem
 
-# The reference's system text asks for the reasoning inside <think> </think> (LAPO_SPEC section 1).
+# The reference's system text asks for the reasoning inside <think> </think> (docs/METHOD.md, section 5).
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
     "The Assistant first thinks about the reasoning process and then gives the user the answer. "

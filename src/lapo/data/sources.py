@@ -45,7 +45,7 @@ BENCHMARKS: dict[str, HubSpec] = {
         "Hothan/OlympiadBench", "train", "question", "final_answer", config="OE_TO_maths_en_COMP"
     ),
     "gsm8k": HubSpec("openai/gsm8k", None, "question", config="main", local_name="gsm8k_{split}"),
-    # The paper's training set (10,000 problems after filtering, LAPO_SPEC section 1).
+    # The paper's training set (10,000 problems after filtering: docs/METHOD.md, section 5).
     "deepscaler": HubSpec("agentica-org/DeepScaleR-Preview-Dataset", "train"),
 }
 ANSWER_FIXES: dict[str, Callable[[Any], Any]] = {"gsm8k": _gsm8k_answer}

@@ -16,7 +16,7 @@ LOG_FILE = "log_history.jsonl"  # lapo.train.rundir writes them (eval never impo
 RUN_CONFIG_FILE = "config.yaml"
 STAGES = ("discovery", "internalization")
 SUMMARY_FIELDS = ("benchmark", "pass_at_1", "mean_tokens")  # what every table of the report reads
-# Display names and the paper's column order (LAPO_SPEC section 2); other benchmarks follow by name.
+# Display names and the paper's column order (docs/METHOD.md, section 6); other benchmarks follow by name.
 BENCHMARK_NAMES = {
     "math500": "MATH-500", "aime24": "AIME24", "amc23": "AMC23", "olympiadbench": "OlympiadBench",
     "gsm8k": "GSM8K", "gsm8k_test": "GSM8K", "counting": "Counting",

@@ -6,7 +6,7 @@ answer, so the project's ordinary answer checker grades it::
 
     \\nb d r=1 a r=2\\n</think>\\boxed{2}
 
-Why this task (LAPO_SPEC section 8): every step is a copy or a successor lookup, which a model of about a
+Why this task (measured before it was chosen: docs/EMBEDDED.md): every step is a copy or a successor lookup, which a model of about a
 million parameters learns in minutes of CPU time, while arithmetic tables are not. The difficulty level sets
 the string's length, so the minimal trace grows with the level, as reasoning grows with difficulty on MATH.
 

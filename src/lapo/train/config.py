@@ -41,7 +41,7 @@ def _help(text: str, **extra: Any) -> dict:
 
 @dataclass
 class LapoConfig:
-    """LAPO's own settings; defaults are the paper's (arXiv 2507.15758, LAPO_SPEC section 1)."""
+    """LAPO's own settings; defaults are the paper's (arXiv 2507.15758; docs/METHOD.md)."""
 
     # ------------------------------------------------------------------ what to run
     stage: str = field(default="all", metadata=_help("Which part to run: discovery, internalization or all."))
@@ -138,6 +138,9 @@ class LapoConfig:
             )
         for name in ("band_decay", "discovery_weight", "internalization_weight", "sigma", "answer_timeout"):
             _check_positive(name, getattr(self, name))
+        if self.answer_workers < 0:
+            raise LapoError(f"answer_workers={self.answer_workers} must be 0 (check answers in the training process) "
+                            "or more.")
         for name in ("fallback_target", "max_problems", "max_prompt_length"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -168,7 +171,7 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclass
 class LapoGRPOConfig(GRPOConfig):
-    """TRL's GRPOConfig whose defaults are the reference runs' engine settings (LAPO_SPEC section 1)."""
+    """TRL's GRPOConfig whose defaults are the reference runs' engine settings (docs/METHOD.md, section 5)."""
 
     num_generations: int | None = field(default=8, metadata=_help("Completions per prompt (paper: 8)."))
     learning_rate: float = field(default=1e-6, metadata=_help("AdamW learning rate (paper: 1e-6)."))
