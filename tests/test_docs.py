@@ -253,3 +253,26 @@ def test_a_recipe_name_that_is_not_shipped_is_refused(name, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LapoError, match=rf"recipe {re.escape(str(Path(name)))} does not exist; pass --config"):
         resolve_recipe(name)
+
+
+# ------------------------------------------------------------------------------------------ files and tests
+
+
+def quoted_files() -> list[tuple[str, str, str]]:
+    """(doc, path, test name or "") for every ``tests/...py[::name]`` and ``benchmarks/...py`` a doc quotes."""
+    found = set()
+    for doc in DOCS:
+        for path, name in re.findall(r"\b((?:tests|benchmarks)/[\w/]+\.py)(?:::(\w+))?", doc.read_text(encoding="utf-8")):
+            found.add((doc.name, path, name))
+    return sorted(found)
+
+
+FILES = quoted_files()
+
+
+@pytest.mark.parametrize("doc, path, name", FILES, ids=[f"{d}:{p}::{n}" for d, p, n in FILES])
+def test_every_quoted_test_or_script_exists(doc, path, name):
+    file = ROOT / path
+    assert file.is_file(), f"{doc} quotes {path}, which does not exist"
+    assert not name or re.search(rf"^\s*def {name}\b", file.read_text(encoding="utf-8"), re.MULTILINE), \
+        f"{doc} quotes {path}::{name}, which does not exist"
