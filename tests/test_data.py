@@ -131,7 +131,7 @@ def test_benchmark_names_map_hub_columns(monkeypatch):
     """The hub path, with the download replaced: GSM8K's '#### 72' answers and its question column."""
     calls = []
 
-    def fake_hub(repo, split, config=None):
+    def fake_hub(repo, split, config=None, instead_of=""):
         calls.append((repo, split, config))
         return [{"question": "Janet has 3 ducks...", "answer": "3 + 4 = 7\n#### 1,072"}]
 

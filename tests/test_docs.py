@@ -237,6 +237,7 @@ def test_every_documented_api_name_exists(doc, name):
     ("counting", "counting/config.yaml"),
     ("deepscaler-1.5b", "deepscaler-1.5b/config.yaml"),
     ("deepscaler-1.5b/lora-1gpu.yaml", "deepscaler-1.5b/lora-1gpu.yaml"),  # the README's LoRA recipe
+    (str(Path(__file__).resolve().parents[1] / "src/lapo/recipes/counting"), "counting/config.yaml"),  # a folder
 ])
 def test_shipped_recipes_resolve_by_name(name, expected, tmp_path, monkeypatch):
     from lapo.train.config import PACKAGED_RECIPES, resolve_recipe

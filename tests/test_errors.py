@@ -156,6 +156,8 @@ CASES: list[Case] = [
      ("'math50'", "benchmark name")),
     ("eval-hub-dataset-offline", lambda t: ["eval", "--model", "lapo-counting-base", "--dataset", "math500"],
      ("HuggingFaceH4/MATH-500", "--data-dir")),
+    ("eval-data-dir-without-the-file", lambda t: ["eval", "--model", "lapo-counting-base", "--dataset", "math500",
+                                                  "--data-dir", str(t)], ("no math500.jsonl under", "--data-dir")),
     ("eval-corrupt-dataset", lambda t: ["eval", "--model", "lapo-counting-base", "--dataset",
                                         str(_lines(t / "d.jsonl", '{"problem": "1+1"}', "{x"))],
      ("d.jsonl:2", "not valid JSON")),

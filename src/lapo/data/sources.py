@@ -94,16 +94,18 @@ def _json_rows(path: Path, text: str) -> list:
     return rows
 
 
-def _read_hub(repo: str, split: str, config: str | None = None) -> list[dict]:
+def _read_hub(repo: str, split: str, config: str | None = None, instead_of: str = "") -> list[dict]:
     """A hub dataset's rows; a name the hub cannot serve from here fails at once, not after the client's
-    retries (lapo.core.hub)."""
+    retries (lapo.core.hub). ``instead_of``: the local copy that was looked for first (said in the log)."""
     import datasets
 
-    _check_hub_dataset(repo, datasets.config.HF_DATASETS_CACHE)
+    _check_hub_dataset(repo, datasets.config.HF_DATASETS_CACHE, instead_of)
+    if instead_of:
+        logger.warning("%s; loading %s from the hub", instead_of, repo)
     return list(datasets.load_dataset(repo, config, split=split))
 
 
-def _check_hub_dataset(repo: str, datasets_cache: str | os.PathLike) -> None:
+def _check_hub_dataset(repo: str, datasets_cache: str | os.PathLike, instead_of: str = "") -> None:
     if not hub.is_hub_id(repo):
         raise LapoError(f"dataset {repo!r} is neither a local .jsonl/.json/.parquet file, a benchmark name "
                         f"({', '.join(BENCHMARKS)}), a built-in task (counting, sums) nor a hub id org/name; "
@@ -112,9 +114,9 @@ def _check_hub_dataset(repo: str, datasets_cache: str | os.PathLike) -> None:
     # datasets keeps what it prepared under its own cache (org___name) and raw files in the hub cache.
     in_cache = hub.cached(repo, "dataset") or (Path(datasets_cache) / repo.replace("/", "___")).is_dir()
     if reason is not None and not in_cache:
-        raise LapoError(f"dataset {repo!r} is not in the local cache and the hub cannot be used ({reason}); "
-                        "pass a local .jsonl/.json/.parquet file, or a folder of <name>.jsonl copies as data_dir / "
-                        "--data-dir.")
+        raise LapoError(f"{instead_of + ', and ' if instead_of else ''}dataset {repo!r} is not in the local cache "
+                        f"and the hub cannot be used ({reason}); pass a local .jsonl/.json/.parquet file, or a "
+                        "folder of <name>.jsonl copies as data_dir / --data-dir.")
 
 
 def _read_counting(split: str, limit: int | None, seed: int) -> list[dict]:
@@ -158,8 +160,7 @@ def resolve(
         local = _local_benchmark(source, spec, split, data_dir) if data_dir else None
         if local is not None:  # local copies use the plain id/problem/answer fields
             return _read_local(local), {}
-        if data_dir:
-            logger.warning("no %s.jsonl under %s; loading %s from the hub", source, data_dir, spec.repo)
+        looked = f"no {source}.jsonl under {data_dir}" if data_dir else ""
         fields = {"problem": spec.problem_field, "answer": spec.answer_field, "id": spec.id_field}
-        return _read_hub(spec.repo, spec.split or split, spec.config), fields
+        return _read_hub(spec.repo, spec.split or split, spec.config, looked), fields
     return _read_hub(source, split), {}

@@ -241,11 +241,14 @@ def packaged_recipes() -> list[str]:
 
 
 def resolve_recipe(path: str | Path) -> Path:
-    """A recipe file, or a shipped recipe by name: ``counting`` -> ``lapo/recipes/counting/config.yaml``,
-    ``deepscaler-1.5b/lora-1gpu.yaml`` -> ``lapo/recipes/deepscaler-1.5b/lora-1gpu.yaml``."""
+    """A recipe file, a recipe folder (its ``config.yaml``), or a shipped recipe by name: ``counting`` ->
+    ``lapo/recipes/counting/config.yaml``, ``deepscaler-1.5b/lora-1gpu.yaml`` ->
+    ``lapo/recipes/deepscaler-1.5b/lora-1gpu.yaml``."""
     path = Path(path)
     if path.is_file():
         return path
+    if (path / "config.yaml").is_file():  # a recipe folder
+        return path / "config.yaml"
     for shipped in (PACKAGED_RECIPES / path / "config.yaml", PACKAGED_RECIPES / path):
         if shipped.is_file() and not path.is_absolute() and ".." not in path.parts:
             return shipped
