@@ -2,7 +2,8 @@
 
 The swap keeps the architecture (Qwen2 for the 1.5B models and the counting model, Llama for SmolLM2) and
 applies the CPU overrides of docs/TRAINING.md: no vLLM, no bf16, tiny batches and generations. Everything
-else (prompt format, LAPO settings, LoRA, loss) is the recipe's own.
+else (prompt format, LAPO settings, LoRA, loss) is the recipe's own. What the paper recipes set, flag by flag
+against the reference, is held by tests/test_paper_recipes.py.
 """
 
 from __future__ import annotations
