@@ -26,7 +26,7 @@ from lapo.core.budget import DEFAULT_TEMPLATE, insert_budget
 if TYPE_CHECKING:
     from lapo.data.problems import Problem
 
-# The reference's system text asks for the reasoning inside <think> </think> (LAPO_SPEC section 1).
+# A shorter form of the reference's system text (REFERENCE_SYSTEM_PROMPT below): reasoning inside <think> </think>.
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
     "The Assistant first thinks about the reasoning process and then gives the user the answer. "

@@ -44,7 +44,7 @@ def _help(text: str, **extra: Any) -> dict:
 
 @dataclass
 class LapoConfig:
-    """LAPO's own settings; defaults are the paper's (arXiv 2507.15758, LAPO_SPEC section 1)."""
+    """LAPO's own settings; defaults are the paper's (arXiv 2507.15758; docs/METHOD.md)."""
 
     # ------------------------------------------------------------------ what to run
     stage: str = field(default="all", metadata=_help("Which part to run: discovery, internalization or all."))
