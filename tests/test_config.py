@@ -54,7 +54,8 @@ def test_defaults_are_the_papers_values(tmp_path):
     assert (lapo.internalization_weight, lapo.sigma, lapo.target_policy) == (0.8, 120, "last")
     assert lapo.online_tightening and lapo.max_prompt_length == 1024 and lapo.dataset == "deepscaler"
     assert (g.num_generations, g.learning_rate, g.beta, g.max_completion_length) == (8, 1e-6, 1e-4, 4096)
-    assert (g.num_train_epochs, g.temperature, g.top_p, g.loss_type) == (3, 1.0, 1.0, "grpo")
+    assert (g.num_train_epochs, g.temperature, g.top_p, g.loss_type) == (3, 1.0, 1.0, "bnpo")
+    assert not g.use_bias_correction_kl and not g.vllm_importance_sampling_correction  # plain k3, no IS
     assert run.fallback_target() == 4096  # the reference's sentinel: stage 1's max generation length
 
 

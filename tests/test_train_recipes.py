@@ -2,7 +2,8 @@
 
 The swap keeps the architecture (Qwen2 for the 1.5B models and the counting model, Llama for SmolLM2) and
 applies the CPU overrides of docs/TRAINING.md: no vLLM, no bf16, tiny batches and generations. Everything
-else (prompt format, LAPO settings, LoRA, loss) is the recipe's own.
+else (prompt format, LAPO settings, LoRA, loss) is the recipe's own. What the paper recipes set, flag by flag
+against the reference, is held by tests/test_paper_recipes.py.
 """
 
 from __future__ import annotations
@@ -36,23 +37,6 @@ def test_every_model_recipe_is_covered():
         "deepscaler-1.5b/config.yaml", "deepscaler-1.5b/lora-1gpu.yaml", "r1-distill-qwen-1.5b/config.yaml",
         "counting/config.yaml", "smollm2-135m/config.yaml",
     }
-
-
-@pytest.mark.parametrize("name", ["deepscaler-1.5b/config.yaml", "r1-distill-qwen-1.5b/config.yaml"])
-def test_paper_recipes_hold_the_paper_hyperparameters(name):
-    run = load_run_config(RECIPES / name, ["use_cpu=true", "bf16=false"])  # bf16 needs a GPU to parse
-    d, i = run.stages["discovery"], run.stages["internalization"]
-    assert (d.grpo.max_completion_length, i.grpo.max_completion_length) == (4096, 2048)
-    for stage in (d, i):
-        g, lapo = stage.grpo, stage.lapo
-        assert (g.num_generations, g.learning_rate, g.beta, g.num_train_epochs) == (8, 1e-6, 1e-4, 3)
-        assert (g.temperature, g.top_p, g.use_vllm) == (1.0, 1.0, True)
-        assert (lapo.band_low, lapo.band_high, lapo.band_decay) == (30, 70, 100)
-        assert (lapo.discovery_weight, lapo.internalization_weight, lapo.sigma) == (0.7, 0.8, 120)
-        assert (lapo.max_prompt_length, lapo.max_problems) == (1024, 10000)
-        # 128 prompts x 8 samples per rollout on 4 GPUs
-        assert 4 * g.per_device_train_batch_size * g.gradient_accumulation_steps == 128 * 8
-    assert yaml.safe_load((RECIPES / name).read_text())["bf16"] is True
 
 
 @pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=_recipe_id)

@@ -1,8 +1,14 @@
 """Prompts: the exact string the policy sees, in training and in evaluation alike.
 
-:func:`render_prompt` turns a problem into the chat template (or plain text), then the think-opening tag, then,
-in stage 2, LAPO's budget sentence "I will answer the question with N tokens." right after the tag
-(arXiv 2507.15758, section 3.2; docs/METHOD.md).
+:func:`render_prompt` turns a problem into one of three kinds of text, then the think-opening tag, then, in
+stage 2, LAPO's budget sentence "I will answer the question with N tokens." right after the tag
+(arXiv 2507.15758, section 3.2; docs/METHOD.md):
+
+- ``reference``: the plain text the paper's code trained with (no chat template): its system text, then
+  ``User: {problem} Please think step by step and output the final answer within \\boxed{}. Assistant: <think>``;
+  the paper recipes use it (docs/PAPER_RECIPES.md);
+- ``chat``: the tokenizer's chat template with a system message and the same request;
+- ``plain``: any text of yours (``plain_template``).
 
 Stage 2 reads targets that can move during training (online tightening), so its prompts are rendered when a
 batch is fetched, not once at start-up: :class:`BudgetedPrompts` is a ``datasets.Dataset.with_transform``
@@ -21,7 +27,7 @@ from lapo.errors import LapoError
 if TYPE_CHECKING:
     from lapo.data.problems import Problem
 
-# The reference's system text asks for the reasoning inside <think> </think> (docs/METHOD.md, section 5).
+# A shorter form of the reference's system text (REFERENCE_SYSTEM_PROMPT below): reasoning inside <think> </think>.
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
     "The Assistant first thinks about the reasoning process and then gives the user the answer. "
@@ -29,13 +35,28 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 DEFAULT_USER_TEMPLATE = "{problem} Please think step by step and output the final answer within \\boxed{}."
 
+# The reference code's prompt, verbatim (its PromptDataset, without --apply_chat_template): system text, a space,
+# "User: ", the request, " Assistant: ", then the think tag. Its stage 2 appended the budget sentence after the
+# tag with a space (" I will answer ..."), which the reference kind reproduces (PromptFormat.sentence_template).
+REFERENCE_SYSTEM_PROMPT = (
+    "You are a helpful assistant. A conversation between User and Assistant. The user asks a question, and the "
+    "Assistant solves it. The Assistant first thinks about the reasoning process in the mind and then provides "
+    "the user with the answer. The reasoning process is enclosed within <think> </think> tags, respectively, "
+    "i.e., <think> reasoning process here </think> answer here ."
+)
+REFERENCE_TEMPLATE = REFERENCE_SYSTEM_PROMPT + " User: " + DEFAULT_USER_TEMPLATE + " Assistant: "
+PROMPT_KINDS = ("reference", "chat", "plain")
 
 
 @dataclass
 class PromptFormat:
-    """How a problem becomes a prompt: a chat template or plain text, ending with the think tag."""
+    """How a problem becomes a prompt: the reference's text, a chat template or plain text, then the think tag.
 
-    kind: str = "chat"  # "chat" applies the tokenizer's chat template; "plain" uses plain_template
+    ``system_prompt`` and ``user_template`` shape chat prompts, ``plain_template`` plain ones; the reference
+    kind's text is fixed (write it as a ``plain_template`` to change it).
+    """
+
+    kind: str = "chat"  # "reference": REFERENCE_TEMPLATE; "chat": the tokenizer's chat template; "plain": plain_template
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     user_template: str = DEFAULT_USER_TEMPLATE
     plain_template: str = "{problem}"
@@ -43,11 +64,16 @@ class PromptFormat:
     budget_template: str = DEFAULT_TEMPLATE
 
     def __post_init__(self) -> None:
-        if self.kind not in ("chat", "plain"):
-            raise LapoError(f"prompt kind {self.kind!r} is not known; use 'chat' or 'plain'.")
+        if self.kind not in PROMPT_KINDS:
+            raise LapoError(f"prompt kind {self.kind!r} is not known; use one of {', '.join(PROMPT_KINDS)}.")
         for name in ("user_template", "plain_template"):
             if "{problem}" not in getattr(self, name):
                 raise LapoError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+
+    @property
+    def sentence_template(self) -> str:
+        """The budget sentence's template as inserted after the think tag: the reference wrote a space first."""
+        return " " + self.budget_template if self.kind == "reference" else self.budget_template
 
 
 def _fill(template: str, problem_text: str) -> str:
@@ -73,11 +99,14 @@ def _ends_with_tag(text: str, tag: str) -> bool:
 
 def render_prompt(problem_text: str, tokenizer: Any, fmt: PromptFormat, budget: int | None = None) -> str:
     """The full prompt string: template, then the think tag, then the budget sentence when ``budget`` is given."""
-    text = _chat(problem_text, tokenizer, fmt) if fmt.kind == "chat" else _fill(fmt.plain_template, problem_text)
+    if fmt.kind == "chat":
+        text = _chat(problem_text, tokenizer, fmt)
+    else:
+        text = _fill(REFERENCE_TEMPLATE if fmt.kind == "reference" else fmt.plain_template, problem_text)
     if fmt.think_tag and not _ends_with_tag(text, fmt.think_tag):
         text += fmt.think_tag
     if budget is not None:
-        text = insert_budget(text, int(budget), think_tag=fmt.think_tag, template=fmt.budget_template)
+        text = insert_budget(text, int(budget), think_tag=fmt.think_tag, template=fmt.sentence_template)
     return text
 
 
@@ -114,7 +143,7 @@ class BudgetedPrompts:
         self.targets = targets
         self.fallback = int(fallback)
         self.think_tag = fmt.think_tag
-        self.template = fmt.budget_template
+        self.template = fmt.sentence_template
 
     def budget(self, pid: str) -> tuple[int, bool]:
         """(N shown in the prompt, whether N is the never-solved sentinel)."""

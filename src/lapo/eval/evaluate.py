@@ -99,12 +99,12 @@ def _read_yaml(path: Path):
 
 
 def resolve_prompt_format(spec: str, model: str, tokenizer):
-    """The training prompt format: ``chat``/``plain``, a JSON file of PromptFormat fields, or ``auto``: the
-    format of the training run the model comes from (its ``config.yaml``), else chat when the tokenizer has
-    a chat template, else plain (the format ``lapo warmstart`` trains the counting base model with)."""
-    from lapo.data.prompts import PromptFormat
+    """The training prompt format: ``reference``/``chat``/``plain``, a JSON file of PromptFormat fields, or
+    ``auto``: the format of the training run the model comes from (its ``config.yaml``), else chat when the
+    tokenizer has a chat template, else plain (the format ``lapo warmstart`` trains the counting base model with)."""
+    from lapo.data.prompts import PROMPT_KINDS, PromptFormat
 
-    if spec in ("chat", "plain"):
+    if spec in PROMPT_KINDS:
         return PromptFormat(kind=spec)
     if spec != "auto":
         return _format_from_file(Path(spec), PromptFormat)
@@ -124,7 +124,8 @@ def resolve_answer_checking(settings: "EvalSettings") -> tuple[str, float]:
 
 def _format_from_file(path: Path, cls):
     if not path.is_file():
-        raise LapoError(f"--prompt-format {str(path)!r} is neither auto, chat, plain nor an existing JSON file.")
+        raise LapoError(f"--prompt-format {str(path)!r} is neither auto, reference, chat, plain nor an existing "
+                        "JSON file.")
     fields = read_json(path, "--prompt-format file")
     if not isinstance(fields, dict):
         raise LapoError(f"--prompt-format file {path} holds a JSON {type(fields).__name__}; it must be an object of "
@@ -328,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, help="sampling seed; a sample's draws depend only on (seed, problem, index)")
     add("--data-seed", type=int, default=0, help="seed of generated tasks (counting): which problems it holds")
     add("--prompt-format", default="auto", help="auto (the training run's format, else chat if the tokenizer "
-        "has a chat template, else plain), chat, plain, or a JSON file of PromptFormat fields")
+        "has a chat template, else plain), reference (the paper code's plain text), chat, plain, or a JSON file of "
+        "PromptFormat fields")
     add("--answer-fallback", default="auto", choices=["auto", "none", "last_number"], help="without a "
         "\\boxed{} answer: none (wrong) or the last number (GSM8K); auto: the training run's, else none")
     add("--label", help="model name in summaries and reports (default: from the model path)")
