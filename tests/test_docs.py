@@ -176,8 +176,10 @@ def _parse_train(parsed: Parsed) -> None:
     from lapo.train.config import load_run_config
 
     args, overrides = parsed.namespace, list(parsed.extras)
-    # GPU recipes (bf16, vLLM) parse on this CPU machine with use_cpu: every key and value is still checked.
-    load_run_config(args.config, [*overrides, "use_cpu=true"], stage=args.stage, resume=args.resume)
+    # GPU recipes parse on a CPU machine without the optional extras once the settings that need a GPU or an
+    # extra (bf16 on CUDA, vLLM, DeepSpeed, tensorboard) are turned off; every other key and value is checked.
+    machine = ["use_cpu=true", "use_vllm=false", "deepspeed=null", "report_to=none"]
+    load_run_config(args.config, [*overrides, *machine], stage=args.stage, resume=args.resume)
 
 
 def test_accelerate_configs_quoted_in_the_docs_exist():
