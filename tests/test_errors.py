@@ -184,7 +184,7 @@ CASES: list[Case] = [
     ("train-band", lambda t: _train(t, "band_low=80"), ("band_low=80", "band_low=30")),
     ("train-override-syntax", lambda t: _train(t, "sigma"), ("'sigma'", "key=value")),
     ("train-model-nonexistent", lambda t: _train(t, "model_name_or_path=nonexistent", f"dataset={_toy(t)}"),
-     ("'nonexistent'", "hub id org/name")),
+     ("model_name_or_path 'nonexistent'", "hub id org/name")),
     ("train-dataset-missing", lambda t: _train(t, f"model_name_or_path={NO_MODEL}", f"dataset={t / 'none.jsonl'}"),
      ("none.jsonl does not exist", "`dataset` path")),
     ("train-stage2-without-stage1", lambda t: _train(t, f"model_name_or_path={NO_MODEL}", f"dataset={_toy(t)}",

@@ -4,7 +4,8 @@ Every command raises :class:`LapoError` for bad input (a flag, a file, a recipe 
 that names what was wrong, with the value, and what to do. :func:`run_command` (through :func:`command`,
 which every command's ``main`` wears, and ``lapo.cli.main``) prints it as one line ``lapo <command>: ...``
 and exits with status 2, never with a traceback. It subclasses ``ValueError`` so that code validating values
-(dataclass ``__post_init__`` under TRL's argument parser) can raise it unchanged."""
+(dataclass ``__post_init__`` under TRL's argument parser) can raise it unchanged.
+"""
 
 from __future__ import annotations
 

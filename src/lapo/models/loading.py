@@ -71,10 +71,12 @@ def load_tokenizer(name: str | os.PathLike, flag: str = "--model"):
     """The tokenizer of a model (cheap: read before any weights), with a pad token (TRL pads with it).
 
     A name that cannot be loaded is a :class:`LapoError` naming ``flag`` (the option the name came from)."""
+    return _tokenizer(name, model_path(name), hub_options(name, flag), flag)
+
+
+def _tokenizer(name: str | os.PathLike, path: str, options: dict, flag: str):
     from transformers import AutoTokenizer
 
-    options = hub_options(name, flag)
-    path = model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **options)
     except (OSError, ValueError) as error:  # no tokenizer files, a repository that does not exist, ...
@@ -95,7 +97,7 @@ def load_model_and_tokenizer(name_or_path: str | os.PathLike, *, cache_dir: str 
 
     options = hub_options(name_or_path)
     path = model_path(name_or_path, cache_dir)
-    tokenizer = load_tokenizer(path)
+    tokenizer = _tokenizer(name_or_path, path, options, "--model")
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **options, **kwargs)
     except OSError as error:  # a folder without weights, a hub id that does not exist

@@ -73,7 +73,7 @@ def prepare(run: RunConfig) -> Prepared:
     targets = None
     if "internalization" in plans and "discovery" not in plans:
         targets = load_handoff(run, problems["internalization"])
-    tokenizer = load_tokenizer(_tokenizer_source(run))  # the first file of a model to be read
+    tokenizer = load_tokenizer(_tokenizer_source(run), "model_name_or_path")  # the first file of a model to be read
     return Prepared(run, plans, tokenizer, problems, targets)
 
 
