@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 from lapo.core import length
 from lapo.core.checker import DEFAULT_TIMEOUT_S, AnswerChecker
-from lapo.core.io import load_targets
+from lapo.core.io import load_targets, looks_binary
 from lapo.core.stats import LengthStats
 from lapo.errors import ArgumentParser, LapoError, command
 
@@ -136,7 +136,7 @@ def read_rollouts(path: Path) -> list[dict]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            if "\x00" in line or "\ufffd" in line:  # NUL bytes or bytes that are not UTF-8
+            if looks_binary(line):
                 raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); --input must be JSON lines, "
                                 f"one object {LINE_FORMAT} a line.")
             try:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lapo.core.io import atomic_write_text
+from lapo.core.io import atomic_write_text, looks_binary
 from lapo.core.length import median, percentile
 from lapo.errors import LapoError
 
@@ -183,7 +183,7 @@ class LengthStats:
 
 def _record(path: Path, number: int, line: str) -> LengthRecord:
     """One line of a statistics file; anything else is a :class:`LapoError` naming the file and the line."""
-    if "\x00" in line or "\ufffd" in line:  # NUL bytes or bytes that are not UTF-8
+    if looks_binary(line):
         raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); pass the length_stats.jsonl that "
                         "`lapo train` writes.")
     try:
