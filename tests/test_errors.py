@@ -183,6 +183,8 @@ CASES: list[Case] = [
     ("train-bad-choice", lambda t: _train(t, "target_policy=first"), ("target_policy='first'", "pick one of those")),
     ("train-band", lambda t: _train(t, "band_low=80"), ("band_low=80", "band_low=30")),
     ("train-override-syntax", lambda t: _train(t, "sigma"), ("'sigma'", "key=value")),
+    # a budget sentence without {n} used to surface only when stage 2 wrote its first prompt, after stage 1
+    ("train-budget-template", lambda t: _train(t, "budget_template=abc"), ("'abc'", "{n} exactly once")),
     ("train-model-nonexistent", lambda t: _train(t, "model_name_or_path=nonexistent", f"dataset={_toy(t)}"),
      ("model_name_or_path 'nonexistent'", "hub id org/name")),
     ("train-dataset-missing", lambda t: _train(t, f"model_name_or_path={NO_MODEL}", f"dataset={t / 'none.jsonl'}"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from lapo.core.budget import DEFAULT_TEMPLATE, insert_budget
+from lapo.core.budget import DEFAULT_TEMPLATE, check_template, insert_budget
 from lapo.errors import LapoError
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class PromptFormat:
         for name in ("user_template", "plain_template"):
             if "{problem}" not in getattr(self, name):
                 raise LapoError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+        check_template(self.budget_template)
 
     @property
     def sentence_template(self) -> str:
