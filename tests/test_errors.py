@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from lapo.cli import main
+from lapo.cli import COMMANDS, main
 from lapo.errors import LapoError, command, one_line
 
 GOOD_ROW = {"problem_id": "p", "completion": "\\boxed{1}", "answer": "1", "num_tokens": 10}
@@ -241,6 +241,14 @@ def test_bad_input_is_one_line_with_exit_status_2(case, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith(f"lapo {args[0]}: "), err
     missing = [f for f in fragments if f not in err]
     assert not missing, f"{missing} not in: {err}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_refuses_an_unknown_flag_in_one_line(name, capsys):
+    # Every command registered in lapo.cli, including ones added later: its parser's errors are LapoErrors.
+    assert main([name, "--no-such-flag", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lapo {name}: ") and "Traceback" not in err, err
 
 
 def test_the_quickstart_checks_its_overrides_before_building_the_smoke_model(tmp_path, capsys):
