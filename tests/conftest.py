@@ -9,6 +9,7 @@
 - ``cpu_overrides``: the overrides that make any recipe run on CPU in a second per step.
 
 Torch runs single-threaded: the test machine has two shared cores, where more threads only contend.
+Hypothesis keeps no example database and writes nothing into the checkout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test that reaches for the hub fails instead of hanging
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Hypothesis writes nothing into the checkout: no example database, and its caches (unicode tables) in the
+# system's temporary folder instead of ./.hypothesis.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "lapo-hypothesis"))
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("lapo", database=None)
+settings.load_profile("lapo")
 
 import torch  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from lapo.data import problems as data
 from lapo.data import sources
 from lapo.data.problems import Problem, load_problems
 from lapo.data.prompts import BudgetedPrompts, PromptFormat, render_prompt
+from lapo.errors import LapoError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROWS = [
@@ -129,7 +131,7 @@ def test_benchmark_names_map_hub_columns(monkeypatch):
     """The hub path, with the download replaced: GSM8K's '#### 72' answers and its question column."""
     calls = []
 
-    def fake_hub(repo, split, config=None):
+    def fake_hub(repo, split, config=None, instead_of=""):
         calls.append((repo, split, config))
         return [{"question": "Janet has 3 ducks...", "answer": "3 + 4 = 7\n#### 1,072"}]
 
@@ -186,9 +188,10 @@ def test_chat_without_a_template_says_what_to_do(char_tokenizer):
         render_prompt("1+1?", char_tokenizer, PromptFormat())
 
 
-@pytest.mark.parametrize("kwargs", [{"kind": "html"}, {"user_template": "no placeholder"}])
-def test_bad_prompt_formats(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [({"kind": "html"}, "prompt kind 'html' is not known"),
+                                             ({"user_template": "no placeholder"}, "must contain {problem}")])
+def test_bad_prompt_formats(kwargs, message):
+    with pytest.raises(LapoError, match=re.escape(message)):
         PromptFormat(**kwargs)
 
 

@@ -106,13 +106,13 @@ class InterruptedBackend(FixedBackend):
 
     def generate(self, prompts, seeds):
         if self.calls == 1:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("Ctrl-C in the second batch")
         return super().generate(prompts, seeds)
 
 
 def test_interrupted_eval_resumes_where_it_stopped(tmp_path, char_tok):
     settings = _counting(tmp_path, k=2, batch_size=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C in the second batch"):
         backend = InterruptedBackend(char_tok, lambda p: "\\boxed{1}")
         ev.evaluate(settings, tokenizer=char_tok, backend=backend)
     saved = sm.read_samples(tmp_path / "out" / sm.SAMPLES_FILE)
@@ -177,10 +177,17 @@ def test_auto_prompt_format_without_a_run_follows_the_tokenizer(char_tok):
     assert ev.resolve_prompt_format("auto", "some/hub-id", char_tok).kind == "plain"
 
 
-def test_missing_dataset_fails_before_the_model_loads(tmp_path, capsys):
-    code = ev.main(["--model", str(tmp_path / "no-model"), "--dataset", str(tmp_path / "nope.jsonl"),
+def test_missing_dataset_fails_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ev, "load_tokenizer", lambda *a: pytest.fail("a tokenizer was loaded"))
+    code = ev.main(["--model", "lapo-counting-base", "--dataset", str(tmp_path / "nope.jsonl"),
                     "--out", str(tmp_path / "o")])
     assert code == 2 and "nope.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_a_model_name_that_cannot_load_fails_before_the_problems_load(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ev, "load_eval_problems", lambda *a: pytest.fail("the problems were loaded"))
+    code = ev.main(["--model", str(tmp_path / "no-model"), "--dataset", "counting", "--out", str(tmp_path / "o")])
+    assert code == 2 and "no-model' is neither a model folder" in capsys.readouterr().err
 
 
 

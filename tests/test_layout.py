@@ -27,7 +27,7 @@ ALLOWED = {
     "lapo.methods": {"lapo.core", "lapo.errors"},
     "lapo.tasks": {"lapo.errors"},
     "lapo.data": {"lapo.core", "lapo.errors", "lapo.tasks"},
-    "lapo.models": {"lapo.errors"},
+    "lapo.models": {"lapo.core", "lapo.errors"},
     "lapo.eval": {"lapo.core", "lapo.data", "lapo.models", "lapo.methods", "lapo.tasks", "lapo.errors"},
     "lapo.train": {"lapo.core", "lapo.data", "lapo.models", "lapo.methods", "lapo.tasks", "lapo.errors"},
 }

@@ -11,7 +11,7 @@ from lapo.eval import results
 from lapo.eval.results import Run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-# The paper's DeepScaleR rows (LAPO_SPEC section 2; LAPO-I AIME24 38.3 instead of 38.1 so no average
+# The paper's DeepScaleR rows (docs/METHOD.md, section 6; LAPO-I AIME24 38.3 instead of 38.1 so no average
 # lands on a rounding tie); the per-benchmark token counts are made up.
 PAPER = {
     "base": ([85.8, 35.5, 74.2, 54.6], [3000, 9000, 6000, 7000]),

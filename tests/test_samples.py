@@ -67,3 +67,42 @@ def test_resume_refuses_other_sampling_settings(tmp_path):
     (tmp_path / sm.CONFIG_FILE).write_text(json.dumps({"model": "m", "temperature": 0.6}))
     with pytest.raises(LapoError, match="temperature"):
         sm.check_resumable(tmp_path, {"model": "m", "temperature": 1.0})
+
+
+# Every setting that changes what a sample is, with another value (written out here, not read from
+# SAMPLE_DEFINING, so that dropping one from the resume check fails a test) ...
+CHANGES = {"model": "other", "dataset": "aime24", "split": "train", "temperature": 1.0, "top_p": 0.9,
+           "max_new_tokens": 100, "seed": 1, "data_seed": 1, "budget": "fixed:50",
+           "prompt_format": {"kind": "plain"}, "answer_fallback": "last_number"}
+# ... and those that only decide which samples exist, where, or how fast they come.
+SAME_SAMPLES = {"k", "limit", "batch_size", "backend", "label", "device", "tensor_parallel_size",
+                "gpu_memory_utilization", "data_dir", "out", "overwrite", "progress"}
+
+
+def _settings(**changes) -> dict:
+    from dataclasses import asdict
+
+    from lapo.eval.settings import EvalSettings
+
+    return {**asdict(EvalSettings(model="m", dataset="math500")), **changes}
+
+
+@pytest.mark.parametrize("key", sorted(CHANGES))
+def test_a_resume_under_another_sample_defining_setting_is_refused(tmp_path, key):
+    (tmp_path / sm.CONFIG_FILE).write_text(json.dumps(_settings()))
+    with pytest.raises(LapoError, match=rf"other settings \({key}: "):
+        sm.check_resumable(tmp_path, _settings(**{key: CHANGES[key]}))
+
+
+@pytest.mark.parametrize("key", sorted(SAME_SAMPLES - {"out", "overwrite", "progress"}))
+def test_a_resume_with_other_speed_or_size_settings_is_allowed(tmp_path, key):
+    (tmp_path / sm.CONFIG_FILE).write_text(json.dumps(_settings()))
+    sm.check_resumable(tmp_path, _settings(**{key: "changed"}))
+
+
+def test_every_eval_setting_is_either_sample_defining_or_not():
+    from dataclasses import fields
+
+    from lapo.eval.settings import EvalSettings
+
+    assert {f.name for f in fields(EvalSettings)} == set(CHANGES) | SAME_SAMPLES

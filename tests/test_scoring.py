@@ -1,12 +1,16 @@
 """`lapo score` and `lapo stats` from the command line, as a user of another engine runs them."""
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lapo.cli import main
 from lapo.core.checker import AnswerChecker
 from lapo.core.stats import LengthStats
+from lapo.errors import LapoError
 from lapo.score import score_rows
 
 
@@ -47,7 +51,7 @@ def test_internalization_uses_target_map_without_budget(checker):
 
 def test_missing_num_tokens_without_tokenizer_is_explained(checker):
     rows = [{"problem_id": "a", "completion": "x", "answer": "1"}]
-    with pytest.raises(ValueError, match="--tokenizer"):
+    with pytest.raises(LapoError, match="--tokenizer"):
         score_rows(rows, "discovery", checker)
 
 
@@ -60,11 +64,12 @@ def test_cli_score_writes_every_line_back(tmp_path, capsys):
     assert [(l["problem_id"], l["correct"]) for l in lines] == [(r["problem_id"], r["answer"] == "4") for r in _rows()]
 
 
-def test_cli_score_names_line_of_bad_input(tmp_path):
+def test_cli_score_names_line_of_bad_input(tmp_path, capsys):
     src = tmp_path / "r.jsonl"
     src.write_text('{"problem_id": "a", "completion": "x"}\n')
-    with pytest.raises(ValueError, match=r"r\.jsonl:1: missing field\(s\) answer"):
-        main(["score", "--stage", "discovery", "--input", str(src)])
+    assert main(["score", "--stage", "discovery", "--input", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(r"^lapo score: .*r\.jsonl:1: missing field\(s\) answer", err)
 
 
 def test_cli_stats_prints_summary(tmp_path, capsys):
@@ -73,3 +78,24 @@ def test_cli_stats_prints_summary(tmp_path, capsys):
     path = s.save(tmp_path / "length_stats.jsonl")
     assert main(["stats", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["target_quantiles"]["p50"] == 20.0
+
+
+@pytest.mark.parametrize("bad", [-5, 10.7, "ten", True])
+def test_num_tokens_must_be_a_whole_number_not_below_zero(checker, bad):
+    rows = [dict(r, num_tokens=bad) if i == 2 else r for i, r in enumerate(_rows())]
+    with pytest.raises(LapoError, match=rf"row 3: num_tokens {re.escape(repr(bad))} must be a whole number"):
+        score_rows(rows, "discovery", checker)
+
+
+def test_a_whole_float_is_a_token_count(checker):
+    rows = [dict(r, num_tokens=float(r["num_tokens"])) for r in _rows()]
+    assert score_rows(rows, "discovery", checker) == score_rows(_rows(), "discovery", checker)
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.permutations(range(len(_rows()))), stage=st.sampled_from(["discovery", "internalization"]))
+def test_each_line_scores_the_same_whatever_the_order_of_the_file(checker, order, stage):
+    rows = _rows()
+    by_line = score_rows(rows, stage, checker, targets={"a": 30})
+    shuffled = score_rows([rows[i] for i in order], stage, checker, targets={"a": 30})
+    assert shuffled == [by_line[i] for i in order]

@@ -9,6 +9,7 @@ pytest.importorskip("trl")
 
 from lapo import warmstart  # noqa: E402
 from lapo.core.budget import parse_budget  # noqa: E402
+from lapo.errors import LapoError  # noqa: E402
 from lapo.models.tiny import build_char_tokenizer, build_tiny_model  # noqa: E402
 from lapo.tasks import counting  # noqa: E402
 
@@ -110,7 +111,7 @@ def test_every_option_has_help():
 
 
 def test_fresh_model_without_plain_steps_is_refused():
-    with pytest.raises(SystemExit):
+    with pytest.raises(LapoError, match="--max-steps 0: a fresh model needs at least 1 plain step"):
         warmstart.parse_args(["--max-steps", "0"])
 
 
@@ -120,23 +121,41 @@ def test_run_record_is_written(tmp_path):
     assert record["config"]["max_steps"] == 1
 
 
-def test_measure_reports_every_level_of_the_problems():
+def test_measure_reports_every_level_of_the_problems(tmp_path):
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, hidden_size=16)
-    problems = counting.load_split("test", seed=0, n=10)
-    table = warmstart.measure(model, tokenizer, problems, samples=1, max_new_tokens=8)
+    table = warmstart.measure(model, tokenizer, tmp_path, samples=1, problems=10, max_new_tokens=8)
     assert [f.level for f in table] == list(counting.LEVELS)
 
 
-def test_budgeted_measurement_prompts_carry_a_budget_between_one_and_two_minimal_lengths():
-    problems = counting.load_split("test", seed=0, n=20)
-    jobs = warmstart.measurement_prompts(problems, samples=3, seed=0, budgeted=True)
-    assert all(p["min_tokens"] <= parse_budget(prompt) <= 2 * p["min_tokens"] for p, prompt in jobs)
+def test_measure_gives_the_figures_of_lapo_eval(tmp_path, capsys):
+    """The warm-start table and `lapo eval` on the saved model agree: one way of counting and grading."""
+    from lapo.eval.evaluate import main as eval_main
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(tokenizer, hidden_size=16)
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    table = warmstart.measure(model, tokenizer, tmp_path / "m", samples=2, problems=10, max_new_tokens=12, seed=3)
+    assert eval_main(["--model", str(tmp_path / "m"), "--dataset", "counting", "--prompt-format", "plain", "--k", "2",
+                      "--limit", "10", "--seed", "3", "--data-seed", "3", "--max-new-tokens", "12",
+                      "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    levels = json.loads((tmp_path / "eval" / "summary.json").read_text())["by_level"]
+    assert [(f.accuracy, f.mean_tokens, f.min_tokens) for f in table] == \
+        [(m["pass_at_1"], m["mean_tokens"], m["minimal_tokens"]) for m in levels.values()]
 
 
-def test_plain_measurement_prompts_carry_no_budget():
-    problems = counting.load_split("test", seed=0, n=20)
-    assert not any(parse_budget(prompt) for _, prompt in warmstart.measurement_prompts(problems, 3, 0, False))
+def test_budgeted_measurement_draws_a_budget_between_one_and_two_minimal_lengths(tmp_path):
+    problems = {p["id"]: p for p in counting.load_split("test", seed=0, n=20)}
+    targets = json.loads(warmstart.measurement_budgets(tmp_path, 20, seed=0).read_text())
+    assert set(targets) == set(problems)
+    assert all(problems[i]["min_tokens"] <= n <= 2 * problems[i]["min_tokens"] for i, n in targets.items())
+
+
+def test_budgeted_measurement_prompts_carry_the_budget_and_plain_ones_none(tmp_path):
+    plain = warmstart.measure_settings(tmp_path, 1, 5, 0, 0.6, 0.95, 8, budgeted=False)
+    budgeted = warmstart.measure_settings(tmp_path, 1, 5, 0, 0.6, 0.95, 8, budgeted=True)
+    assert plain.budget == "none" and budgeted.budget == f"targets:{tmp_path / 'measure-budgets.json'}"
 
 
 def test_init_continues_from_the_given_checkpoint(tmp_path):
@@ -149,13 +168,6 @@ def test_init_continues_from_the_given_checkpoint(tmp_path):
     first = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
     second = AutoModelForCausalLM.from_pretrained(tmp_path / "second")
     assert torch.equal(first.model.embed_tokens.weight, second.model.embed_tokens.weight)
-
-
-def test_tabulate_gives_ratio_one_to_minimal_traces():
-    # Results of a stand-in that always writes the minimal trace correctly: accuracy 1 and ratio 1 everywhere.
-    problems = counting.load_split("test", seed=0, n=10)
-    results = [(p["level"], True, p["min_tokens"], p["min_tokens"]) for p in problems]
-    assert all(f.accuracy == 1.0 and f.ratio == 1.0 for f in warmstart._tabulate(results))
 
 
 def test_format_table_has_a_row_per_level_and_a_total():

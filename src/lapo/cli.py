@@ -1,9 +1,15 @@
-"""`lapo <command> [args]`: one entry point, each command owned by its module's `main(argv)`."""
+"""`lapo <command> [args]`: one entry point, each command owned by its module's `main(argv)`.
+
+Every command raises :class:`lapo.errors.LapoError` for bad input; here it becomes one line
+``lapo <command>: ...`` on stderr and exit status 2 (:func:`lapo.errors.run_command`), never a traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from lapo.errors import run_command
 
 # command -> (module, one-line help). Modules are imported lazily so `lapo score --help`
 # never pays for importing torch.
@@ -36,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     entry = getattr(module, f"{name}_main", None) or module.main
-    return int(entry(rest) or 0)
+    # Bad input (a LapoError, argparse's errors included) is one line `lapo <command>: ...`, exit status 2:
+    # each command's main wears lapo.errors.command; run_command also holds the line for one that does not.
+    return run_command(name, entry, rest)
 
 
 if __name__ == "__main__":

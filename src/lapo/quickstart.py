@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lapo.errors import ArgumentParser, LapoError, command
 
 # The model each recipe starts from, and how many test problems the evaluation reads.
 PRESETS = {
@@ -47,7 +48,8 @@ class QuickstartSettings:
     @property
     def preset(self) -> dict:
         if self.model not in PRESETS:
-            raise SystemExit(f"lapo quickstart: --model {self.model!r} is not one of {', '.join(PRESETS)}.")
+            raise LapoError(f"--model {self.model!r} is not one of {', '.join(PRESETS)}; pick one of those, or "
+                            "start from a checkpoint of your own with --base.")
         return PRESETS[self.model]
 
 
@@ -64,8 +66,21 @@ def build_smoke_model(folder: Path) -> str:
 
 
 def starting_model(s: QuickstartSettings) -> str:
-    """The base model: a tiny one built now (--smoke), else --base if given, else the preset's model."""
-    return build_smoke_model(s.out / "smoke-base") if s.smoke else (s.base or s.model)
+    """The base model: the tiny one --smoke builds (see :func:`run_quickstart`), else --base, else the preset's."""
+    return str(s.out / "smoke-base") if s.smoke else (s.base or s.model)
+
+
+def check_settings(s: QuickstartSettings) -> None:
+    """What the flags alone can get wrong, checked before anything is built, trained or evaluated."""
+    from lapo.models.loading import hub_options
+
+    for flag, value in (("--k", s.k), ("--eval-problems", s.eval_problems)):
+        if value is not None and value < 1:
+            raise LapoError(f"{flag} {value} must be at least 1.")
+    if s.out.exists() and not s.out.is_dir():
+        raise LapoError(f"--out {s.out} is a file; pass a folder for the run, the evaluations and the report.")
+    if s.base and not s.smoke:
+        hub_options(s.base, "--base")
 
 
 @dataclass(frozen=True)
@@ -156,9 +171,12 @@ def run_quickstart(s: QuickstartSettings) -> dict:
     from lapo.train.run import run
 
     start = time.monotonic()
-    s.out.mkdir(parents=True, exist_ok=True)
+    check_settings(s)
     base = starting_model(s)
-    config = run_config(s, base)  # parsed first: a bad override fails before any model loads
+    config = run_config(s, base)  # parsed first: a bad override fails before any model is built or loaded
+    s.out.mkdir(parents=True, exist_ok=True)
+    if s.smoke:
+        build_smoke_model(Path(base))
     how = grading(config, s.out)
     _say(f"[1/4] evaluating the base model {base}")
     summaries = {"base": evaluate_model(s, base, "base", how)}
@@ -191,7 +209,7 @@ def _say(text: str) -> None:
 
 
 def parse_args(argv: list[str]) -> QuickstartSettings:
-    p = argparse.ArgumentParser(prog="lapo quickstart", description=__doc__,
+    p = ArgumentParser(prog="lapo quickstart", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
     p.add_argument("--model", default="lapo-counting-base", choices=sorted(PRESETS))
@@ -206,6 +224,7 @@ def parse_args(argv: list[str]) -> QuickstartSettings:
     return QuickstartSettings(a.out, a.model, a.smoke, a.k, a.eval_problems, a.seed, list(a.overrides), a.base)
 
 
-def main(argv: list[str] | None = None) -> int:
-    run_quickstart(parse_args(sys.argv[1:] if argv is None else argv))
+@command("quickstart")
+def main(argv: list[str]) -> int:
+    run_quickstart(parse_args(argv))
     return 0

@@ -16,10 +16,12 @@ from typing import Callable, Iterable, Sequence
 
 from lapo.core import length
 from lapo.core.checker import DEFAULT_TIMEOUT_S, AnswerChecker
-from lapo.core.io import load_targets
+from lapo.core.io import load_targets, looks_binary
 from lapo.core.stats import LengthStats
+from lapo.errors import ArgumentParser, LapoError, command
 
 REQUIRED = ("problem_id", "completion", "answer")
+LINE_FORMAT = '{"problem_id", "completion", "answer", "num_tokens"?, "budget"?}'
 
 
 def group_indices(problem_ids: Sequence[str]) -> dict[str, list[int]]:
@@ -45,8 +47,12 @@ def score_rows(
 ) -> list[dict]:
     """Each row with ``correct``, ``num_tokens``, ``length_reward``, ``reward`` and the group's band/target."""
     if stage not in ("discovery", "internalization"):
-        raise ValueError(f"stage {stage!r} is unknown: use 'discovery' or 'internalization'.")
+        raise LapoError(f"stage {stage!r} is unknown: use 'discovery' or 'internalization'.")
     rows = [dict(row) for row in rows]
+    for number, row in enumerate(rows, start=1):
+        problem = row_problem(row)
+        if problem:
+            raise LapoError(f"row {number}: {problem}")
     correct = checker.check_many([_text(r["completion"]) for r in rows], [_text(r["answer"]) for r in rows])
     for row, ok in zip(rows, correct):
         row["correct"] = ok
@@ -72,11 +78,37 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _whole(value: object, minimum: int) -> bool:
+    """A JSON number that is a whole number >= ``minimum`` (``412.0`` counts; ``10.7``, ``"10"``, ``true`` do not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return float(value).is_integer() and value >= minimum
+
+
+def row_problem(row: object) -> str | None:
+    """What is wrong with one rollout line, as the first half of an error sentence; None when it is usable."""
+    if not isinstance(row, dict):
+        return f"a line must be a JSON object {LINE_FORMAT}, not {type(row).__name__}."
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}; each line needs {LINE_FORMAT}."
+    if not isinstance(row["problem_id"], (str, int)) or isinstance(row["problem_id"], bool):
+        return f"problem_id {row['problem_id']!r} must be a string or an integer."
+    tokens = row.get("num_tokens")
+    if tokens is not None and not _whole(tokens, 0):
+        return (f"num_tokens {tokens!r} must be a whole number of completion tokens, 0 or more; fix it, or leave "
+                "it out and pass --tokenizer to count the tokens.")
+    budget = row.get("budget")
+    if budget is not None and not _whole(budget, 1):
+        return f"budget {budget!r} must be a positive whole number of tokens (the N of the prompt) or null."
+    return None
+
+
 def _num_tokens(row: dict, count_tokens: Callable[[str], int] | None) -> int:
     if row.get("num_tokens") is not None:
-        return int(row["num_tokens"])
+        return int(row["num_tokens"])  # a whole number: row_problem() refused anything else
     if count_tokens is None:
-        raise ValueError(
+        raise LapoError(
             f"row of problem {row['problem_id']!r} has no num_tokens: add it to every line or pass --tokenizer."
         )
     return count_tokens(str(row["completion"]))
@@ -86,7 +118,7 @@ def _group_budget(group: list[dict], problem_id: str, targets: dict[str, int] | 
     """The group's N: the rows' ``budget``, else the target map's entry; None means the group median."""
     budgets = {r.get("budget") for r in group} - {None}
     if len(budgets) > 1:
-        raise ValueError(f"problem {problem_id!r} has rows with different budgets {sorted(budgets)}: one per problem.")
+        raise LapoError(f"problem {problem_id!r} has rows with different budgets {sorted(budgets)}: one per problem.")
     if budgets:
         return float(budgets.pop())
     return float(targets[problem_id]) if targets and problem_id in targets else None
@@ -96,30 +128,35 @@ def _group_budget(group: list[dict], problem_id: str, targets: dict[str, int] | 
 
 
 def read_rollouts(path: Path) -> list[dict]:
-    """JSON lines with at least problem_id, completion and answer; errors name the file and line."""
+    """JSON lines with at least problem_id, completion and answer; errors name the file, the line and the fix."""
     if not path.is_file():
-        raise FileNotFoundError(f"no rollout file at {path}.")
+        raise LapoError(f"no rollout file at {path}; pass --input FILE.jsonl, one JSON object {LINE_FORMAT} a line.")
     rows = []
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            if looks_binary(line):
+                raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); --input must be JSON lines, "
+                                f"one object {LINE_FORMAT} a line.")
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error}).") from None
-            missing = [k for k in REQUIRED if k not in row] if isinstance(row, dict) else list(REQUIRED)
-            if missing:
-                raise ValueError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {REQUIRED}.")
+                raise LapoError(f"{path}:{number}: not JSON ({error}); each line must be one JSON object "
+                                f"{LINE_FORMAT}.") from None
+            problem = row_problem(row)
+            if problem:
+                raise LapoError(f"{path}:{number}: {problem}")
             rows.append(row)
     return rows
 
 
 def token_counter(name_or_path: str) -> Callable[[str], int]:
-    """Counts completion tokens with a Hugging Face tokenizer (no special tokens added)."""
-    from transformers import AutoTokenizer
+    """Counts completion tokens with a Hugging Face tokenizer (no special tokens added); a name that cannot be
+    loaded is a :class:`LapoError` (:func:`lapo.models.loading.load_tokenizer`)."""
+    from lapo.models.loading import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = load_tokenizer(name_or_path, "--tokenizer")
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -142,7 +179,7 @@ def _write_lines(rows: Iterable[dict], out: str | None) -> None:
 
 
 def _score_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lapo score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="lapo score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", required=True, choices=["discovery", "internalization"])
     p.add_argument("--input", required=True, type=Path, help="rollouts as JSON lines")
     p.add_argument("--output", default="-", help="where to write the scored lines (default: stdout)")
@@ -159,12 +196,18 @@ def _score_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("score")
 def score_main(argv: list[str]) -> int:
     args = _score_parser().parse_args(argv)
     if not 0 <= args.low < args.high <= 100:
-        raise SystemExit(f"lapo score: --low {args.low} must be below --high {args.high}, both within [0, 100].")
-    if args.decay <= 0 or args.sigma <= 0 or (args.weight is not None and args.weight < 0):
-        raise SystemExit("lapo score: --decay and --sigma must be positive and --weight not negative.")
+        raise LapoError(f"--low {args.low} must be below --high {args.high}, both within [0, 100]; the paper "
+                        "uses --low 30 --high 70.")
+    for flag, value, ok in (("--decay", args.decay, args.decay > 0), ("--sigma", args.sigma, args.sigma > 0),
+                            ("--weight", args.weight, args.weight is None or args.weight >= 0),
+                            ("--timeout", args.timeout, args.timeout > 0), ("--workers", args.workers, args.workers >= 0)):
+        if not ok:
+            raise LapoError(f"{flag} {value} is out of range: --decay, --sigma and --timeout must be positive, "
+                            "--weight and --workers 0 or more.")
     rows = read_rollouts(args.input)
     targets = load_targets(args.targets) if args.targets else None
     counter = token_counter(args.tokenizer) if args.tokenizer else None
@@ -177,8 +220,9 @@ def score_main(argv: list[str]) -> int:
     return 0
 
 
+@command("stats")
 def stats_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lapo stats", description="Summarise a length-statistics file (length_stats.jsonl).")
+    p = ArgumentParser(prog="lapo stats", description="Summarise a length-statistics file (length_stats.jsonl).")
     p.add_argument("file", type=Path)
     p.add_argument("--policy", default="last", choices=["last", "stage", "last_epoch"])
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -19,9 +19,10 @@ Two phases, both SFT on the same kind of traces:
    scratch it learned badly (19%). Taught after the plain phase, it keeps its accuracy with the sentence,
    so stage 2 starts from a model that can read its prompts (docs/EMBEDDED.md).
 
-After training, ``--measure K`` samples K completions per test problem (temperature 0.6, top_p 0.95, fixed
-seeds) and prints accuracy, mean tokens, minimal tokens and their ratio per level, on plain prompts and on
-prompts with a budget sentence (:func:`measure`).
+After training, ``--measure K`` runs `lapo eval`'s own evaluation on the model (K samples per test problem,
+temperature 0.6, top_p 0.95, per-sample seeds; tokens up to and including EOS) and prints Pass@1, mean tokens,
+minimal tokens and their ratio per level, on plain prompts and on prompts with a budget sentence
+(:func:`measure`): the same figures `lapo eval` and `lapo quickstart` report.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import argparse
 import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from lapo.errors import ArgumentParser, LapoError, command
 
 logger = logging.getLogger(__name__)
 
@@ -166,84 +168,63 @@ def _sft(cfg: WarmstartConfig, model, tokenizer, steps: int, learning_rate: floa
 
 @dataclass
 class LevelFigures:
-    """One difficulty level of the measurement table."""
+    """One difficulty level of the measurement table (tokens counted as `lapo eval` counts them, EOS included)."""
 
     level: int
-    accuracy: float
+    accuracy: float  # Pass@1
     mean_tokens: float
-    min_tokens: float
+    min_tokens: float  # the minimal correct completion plus EOS
     ratio: float
     samples: int
 
 
-def measure(model, tokenizer, problems, *, samples: int = 4, temperature: float = 0.6, top_p: float = 0.95,
-            seed: int = 0, max_new_tokens: int = 256, batch_size: int = 64,
+def measure(model, tokenizer, folder: str | Path, *, samples: int = 4, problems: int = 200, seed: int = 0,
+            temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 256,
             budgeted: bool = False) -> list[LevelFigures]:
-    """Sample ``samples`` completions per problem and tabulate accuracy and tokens per level.
+    """Pass@1 and tokens per level on ``problems`` test problems of the counting task, ``samples`` each:
+    `lapo eval` itself (:func:`lapo.eval.evaluate.evaluate`) on the model in memory, so the figures compare
+    with every `lapo eval` and quickstart figure: seeded per-sample draws (:mod:`lapo.eval.generation`),
+    tokens counted as eval counts them (the completion's ids up to and including EOS), answers graded by
+    :mod:`lapo.core.checker`, means per level by :mod:`lapo.core.metrics`.
 
-    ``budgeted``: every prompt carries stage 2's budget sentence with N drawn in [minimal, 2 x minimal]
-    (where stage 1's targets land), to check that the sentence does not derail the model before stage 2.
+    ``budgeted``: every prompt carries stage 2's budget sentence with N drawn per problem in
+    [minimal, 2 x minimal] (where stage 1's targets land), to check that the sentence does not derail the model
+    before stage 2. The samples and summary stay in ``folder/measure-plain`` (or ``measure-budget``).
     """
-    import torch
+    from lapo.eval.evaluate import evaluate
 
-    from lapo.tasks.counting import is_correct
-
-    jobs = measurement_prompts(problems, samples, seed, budgeted)
-    results = []  # (level, correct, tokens, min_tokens)
-    model.eval()
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        torch.manual_seed(seed + start)  # each batch's draws depend only on the seed and its position
-        texts, lengths = _generate(model, tokenizer, [prompt for _, prompt in chunk], temperature=temperature,
-                                   top_p=top_p, max_new_tokens=max_new_tokens)
-        for (p, _), text, n in zip(chunk, texts, lengths):
-            results.append((p["level"], is_correct(text, p["answer"]), n, p["min_tokens"]))
-    return _tabulate(results)
+    summary = evaluate(measure_settings(folder, samples, problems, seed, temperature, top_p, max_new_tokens,
+                                        budgeted), model=model, tokenizer=tokenizer)
+    return [LevelFigures(int(level), m["pass_at_1"], m["mean_tokens"], m["minimal_tokens"],
+                         m["mean_tokens"] / m["minimal_tokens"], m["num_samples"])
+            for level, m in summary["by_level"].items()]
 
 
-def measurement_prompts(problems, samples: int, seed: int, budgeted: bool) -> list[tuple[dict, str]]:
-    """(problem, prompt) for each sample; with ``budgeted``, N is drawn per sample in [minimal, 2 x minimal]."""
-    from lapo.core.budget import insert_budget
-    from lapo.data.prompts import PromptFormat, render_prompt
+def measure_settings(folder: str | Path, samples: int, problems: int, seed: int, temperature: float, top_p: float,
+                     max_new_tokens: int, budgeted: bool):
+    """The EvalSettings of a measurement: what `lapo eval --model FOLDER --dataset counting --prompt-format plain
+    --k SAMPLES --limit PROBLEMS --seed SEED --data-seed SEED ...` would run."""
+    from lapo.eval.settings import EvalSettings
 
-    fmt = PromptFormat(kind="plain")
-    budgets = random.Random(f"lapo-measure-budget/{seed}")
-    jobs = []
-    for p in problems:
-        for _ in range(samples):
-            prompt = render_prompt(p["problem"], None, fmt)
-            if budgeted:
-                prompt = insert_budget(prompt, budgets.randint(p["min_tokens"], 2 * p["min_tokens"]))
-            jobs.append((p, prompt))
-    return jobs
-
-
-def _generate(model, tokenizer, prompts, *, temperature, top_p, max_new_tokens):
-    """Decoded completions and their token counts (up to EOS, EOS not counted; max_new_tokens if none)."""
-    import torch
-
-    batch = tokenizer(prompts, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    completions = out[:, batch["input_ids"].shape[1]:]
-    texts, lengths = [], []
-    for row in completions.tolist():
-        ids = row[:row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
-        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
-        lengths.append(len(ids))
-    return texts, lengths
+    folder = Path(folder)
+    budget = f"targets:{measurement_budgets(folder, problems, seed)}" if budgeted else "none"
+    return EvalSettings(
+        model=str(folder), dataset="counting", split="test", k=samples, limit=problems, temperature=temperature,
+        top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, data_seed=seed, budget=budget,
+        prompt_format="plain", answer_fallback="none", label="warmstart", overwrite=True, progress=False,
+        out=str(folder / ("measure-budget" if budgeted else "measure-plain")),
+    )
 
 
-def _tabulate(results) -> list[LevelFigures]:
-    table = []
-    for level in sorted({r[0] for r in results}):
-        rows = [r for r in results if r[0] == level]
-        acc = sum(r[1] for r in rows) / len(rows)
-        tokens = sum(r[2] for r in rows) / len(rows)
-        minimal = sum(r[3] for r in rows) / len(rows)
-        table.append(LevelFigures(level, acc, tokens, minimal, tokens / minimal, len(rows)))
-    return table
+def measurement_budgets(folder: Path, problems: int, seed: int) -> Path:
+    """``folder/measure-budgets.json``: one N per test problem, uniform in [minimal, 2 x minimal] tokens."""
+    from lapo.core.io import save_targets
+    from lapo.tasks import counting
+
+    rng = random.Random(f"lapo-measure-budget/{seed}")
+    targets = {p["id"]: rng.randint(p["min_tokens"], 2 * p["min_tokens"])
+               for p in counting.load_split("test", seed=seed, n=problems)}
+    return save_targets(targets, folder / "measure-budgets.json")
 
 
 def format_table(table: list[LevelFigures]) -> str:
@@ -285,7 +266,7 @@ HELP = {
 
 def parse_args(argv) -> WarmstartConfig:
     defaults = WarmstartConfig()
-    parser = argparse.ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="lapo warmstart", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, value in asdict(defaults).items():
         flag = f"--{name.replace('_', '-')}"
@@ -295,20 +276,40 @@ def parse_args(argv) -> WarmstartConfig:
             parser.add_argument(flag, type=type(value), default=value, help=HELP[name])
     cfg = WarmstartConfig(**vars(parser.parse_args(argv)))
     if cfg.max_steps < 1 and not cfg.init and not cfg.measure_only:
-        parser.error(f"--max-steps {cfg.max_steps}: a fresh model needs at least 1 plain step; "
-                     "give --init CHECKPOINT to start from a trained model instead")
+        raise LapoError(f"--max-steps {cfg.max_steps}: a fresh model needs at least 1 plain step; "
+                        "give --init CHECKPOINT to start from a trained model instead.")
     if not 0.0 <= cfg.budget_share <= 1.0:
-        parser.error(f"--budget-share {cfg.budget_share}: a share of prompts, between 0 and 1")
+        raise LapoError(f"--budget-share {cfg.budget_share}: a share of prompts, between 0 and 1.")
+    negative = [n for n, v in asdict(cfg).items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0]
+    if negative:
+        name = negative[0]
+        raise LapoError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more.")
+    _check_paths(cfg)
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+def _check_paths(cfg: WarmstartConfig) -> None:
+    """The model folders the run reads, checked before anything is built or trained."""
+    from lapo.models.loading import hub_options
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise LapoError(f"--out {cfg.out} is a file; pass a folder for the model.")
+    if cfg.measure_only and not (out / "config.json").is_file():
+        raise LapoError(f"--measure-only measures the model in --out, but {cfg.out} holds none (no config.json); "
+                        "train it first (without --measure-only) or pass --out FOLDER of a saved model.")
+    if cfg.init:
+        hub_options(cfg.init, "--init")
+
+
+@command("warmstart")
+def main(argv: list[str]) -> int:
+    cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     record_path = Path(cfg.out, "lapo_warmstart.json")
     if cfg.measure_only:
+        record = _read_record(record_path) if record_path.exists() else {"config": asdict(cfg)}
         model, tokenizer = _load(cfg)
-        record = json.loads(record_path.read_text()) if record_path.exists() else {"config": asdict(cfg)}
     else:
         start = time.time()
         model, tokenizer = train(cfg)
@@ -318,6 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         record["measure"] = _measure_and_print(cfg, model, tokenizer)
     record_path.write_text(json.dumps(record, indent=2))
     return 0
+
+
+def _read_record(path: Path) -> dict:
+    """The record a training run wrote beside its model (the measurement is added to it)."""
+    from lapo.core.io import read_json
+
+    record = read_json(path, "warm-start record")
+    if not isinstance(record, dict):
+        raise LapoError(f"warm-start record {path} is not a JSON object; remove it (it is rewritten).")
+    return record
 
 
 def _load(cfg: WarmstartConfig):
@@ -330,15 +341,15 @@ def _load(cfg: WarmstartConfig):
 
 
 def _measure_and_print(cfg: WarmstartConfig, model, tokenizer) -> dict:
-    from lapo.tasks import counting
-
-    problems = counting.load_split("test", seed=cfg.seed, n=cfg.measure_problems)
     start = time.time()
-    table = measure(model, tokenizer, problems, samples=cfg.measure, seed=cfg.seed)
-    print("plain prompts\n" + format_table(table))
-    budgeted = measure(model, tokenizer, problems, samples=cfg.measure, seed=cfg.seed, budgeted=True)
-    print("prompts with a budget sentence, N in [minimal, 2 x minimal]\n" + format_table(budgeted))
-    settings = {"samples_per_problem": cfg.measure, "problems": len(problems), "temperature": 0.6, "top_p": 0.95,
-                "seed": cfg.seed, "seconds": round(time.time() - start, 1)}
-    return {"settings": settings, "levels": [asdict(f) for f in table],
-            "budgeted_levels": [asdict(f) for f in budgeted]}
+    runs = {}
+    for budgeted, key, title in ((False, "levels", "plain prompts"),
+                                 (True, "budgeted_levels", "prompts with a budget sentence, N in [minimal, 2 x minimal]")):
+        runs[key] = measure(model, tokenizer, cfg.out, samples=cfg.measure, problems=cfg.measure_problems,
+                            seed=cfg.seed, budgeted=budgeted)
+        print(f"{title}\n" + format_table(runs[key]))
+    settings = {"samples_per_problem": cfg.measure, "problems": cfg.measure_problems, "temperature": 0.6,
+                "top_p": 0.95, "seed": cfg.seed, "seconds": round(time.time() - start, 1),
+                "tokens": "completion ids up to and including EOS (as lapo eval counts them)",
+                "evaluations": ["measure-plain", "measure-budget"]}
+    return {"settings": settings, **{key: [asdict(f) for f in table] for key, table in runs.items()}}

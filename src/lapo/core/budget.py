@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import re
 
+from lapo.errors import LapoError
+
 DEFAULT_TEMPLATE = "I will answer the question with {n} tokens."
 DEFAULT_THINK_TAG = "<think>"
 
 
-def _check_template(template: str) -> None:
+def check_template(template: str) -> None:
+    """A budget sentence template must hold ``{n}`` exactly once (a recipe's ``budget_template`` is checked with
+    the rest of the recipe, not when stage 2 writes its first prompt)."""
     if template.count("{n}") != 1:
-        raise ValueError(
+        raise LapoError(
             f"budget template {template!r} must contain the placeholder {{n}} exactly once, "
             f"e.g. {DEFAULT_TEMPLATE!r}."
         )
@@ -23,12 +27,12 @@ def _check_template(template: str) -> None:
 
 def budget_sentence(n: int, template: str = DEFAULT_TEMPLATE) -> str:
     """The sentence for a budget of ``n`` tokens (rounded to an int, at least 1)."""
-    _check_template(template)
+    check_template(template)
     return template.replace("{n}", str(max(1, int(round(n)))))
 
 
 def _pattern(template: str) -> re.Pattern[str]:
-    _check_template(template)
+    check_template(template)
     head, tail = template.split("{n}")
     return re.compile(re.escape(head) + r"(\d{1,9})" + re.escape(tail))
 
@@ -67,7 +71,7 @@ def strip_budget(text: str, template: str = DEFAULT_TEMPLATE) -> str:
     The inverse of :func:`insert_budget` for prompts that do not end in a space (``"Q " `` and ``"Q"`` give
     the same prompt with a budget); rewriting a budget is exact for every prompt.
     """
-    _check_template(template)
+    check_template(template)
     head, tail = template.split("{n}")
     # Drop the joining space only where insert_budget would have added one (see _joiner).
     pattern = re.compile(r"(?:(?<=[^\s>]) )?" + re.escape(head) + r"\d{1,9}" + re.escape(tail))

@@ -66,6 +66,11 @@ def read_jsonl_lenient(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def looks_binary(line: str) -> bool:
+    """A line read with ``errors="replace"`` that held NUL bytes or bytes that are not UTF-8: not a text file."""
+    return "\x00" in line or "\ufffd" in line
+
+
 def slug(text: str, default: str = "model") -> str:
     """``text`` as a file or folder name: letters, digits, ``-``, ``_`` and ``.`` kept, the rest ``-``."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or default

@@ -107,7 +107,7 @@ def discovery_rewards(
 ) -> GroupScore:
     """Stage-1 rewards of one group: ``acc + weight * band_reward`` for correct completions, 0 for wrong ones.
 
-    Exactly one reward per completion (the reference appended two per sample, see LAPO_SPEC section 3).
+    Exactly one reward per completion (the reference appended two per sample: docs/METHOD.md, section 8).
     """
     correct_lengths = _check_group(correct, lengths)
     band = percentile_band(correct_lengths, low, high)

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lapo.core.io import atomic_write_text
+from lapo.core.io import atomic_write_text, looks_binary
 from lapo.core.length import median, percentile
+from lapo.errors import LapoError
 
 POLICIES = ("last", "stage", "last_epoch")
 
@@ -39,6 +40,8 @@ class LengthRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> "LengthRecord":
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         lengths = tuple(int(n) for n in data["lengths"])
         if any(n < 0 for n in lengths):
             raise ValueError("negative length")
@@ -143,18 +146,17 @@ class LengthStats:
         """Read a file written by :meth:`save`; a truncated or corrupt line is refused with path and line."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no length-statistics file at {path}: run stage 1 first or pass the right path.")
+            raise LapoError(f"no length-statistics file at {path}: run stage 1 first or pass the right path "
+                            "(RUN/discovery/length_stats.jsonl).")
         records = []
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 if not line.endswith("\n"):
-                    raise ValueError(f"{path}:{number}: the last line is truncated (no newline); the file is incomplete.")
-                try:
-                    records.append(LengthRecord.from_json(json.loads(line)))
-                except (ValueError, KeyError, TypeError) as error:
-                    raise ValueError(f"{path}:{number}: not a length record ({error}); the file is corrupt.") from None
+                    raise LapoError(f"{path}:{number}: the last line is truncated (no newline); the file is "
+                                    "incomplete: remove that line or use an earlier checkpoint's copy.")
+                records.append(_record(path, number, line))
         return cls(records)
 
     # ---------------------------------------------------------------------------------------------- summary
@@ -179,13 +181,27 @@ class LengthStats:
         return summary
 
 
+def _record(path: Path, number: int, line: str) -> LengthRecord:
+    """One line of a statistics file; anything else is a :class:`LapoError` naming the file and the line."""
+    if looks_binary(line):
+        raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); pass the length_stats.jsonl that "
+                        "`lapo train` writes.")
+    try:
+        return LengthRecord.from_json(json.loads(line))
+    except (ValueError, KeyError, TypeError) as error:
+        detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise LapoError(f"{path}:{number}: not a length record ({detail}); each line must be an object "
+                        '{"problem_id", "step", "lengths", "num_samples", "epoch"?}: the file is corrupt, or not '
+                        "a length_stats.jsonl.") from None
+
+
 def _order(r: LengthRecord) -> tuple:
     return (r.problem_id, r.step, r.epoch, r.lengths, r.num_samples)
 
 
 def _check_policy(policy: str) -> None:
     if policy not in POLICIES:
-        raise ValueError(f"target policy {policy!r} is unknown: use one of {', '.join(POLICIES)}.")
+        raise LapoError(f"target policy {policy!r} is unknown: use one of {', '.join(POLICIES)}.")
 
 
 def _target_of(groups: list[LengthRecord], policy: str) -> float | None:

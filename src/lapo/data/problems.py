@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from lapo.data.sources import ANSWER_FIXES, resolve
+from lapo.errors import LapoError
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _check_fields(rows: list[dict], source: str, problem_field: str, answer_fiel
     columns = sorted(rows[0])
     for role, name in (("problem", problem_field), ("answer", answer_field)):
         if name not in rows[0]:
-            raise ValueError(
+            raise LapoError(
                 f"dataset {source!r} has no {role} field {name!r} (its fields are {columns}); "
                 f"set `{role}_field` to the column that holds the {role}."
             )
@@ -115,7 +116,7 @@ def check_unique_ids(problems: Iterable[Problem], source: str = "dataset") -> No
         seen.add(p.id)
     if duplicates:
         shown = ", ".join(repr(d) for d in duplicates[:5]) + (" ..." if len(duplicates) > 5 else "")
-        raise ValueError(
+        raise LapoError(
             f"{source} has {len(duplicates)} duplicate problem id(s): {shown}; make the id field unique "
             "or set `id_field` to a column that does not exist so ids come from the problem text."
         )

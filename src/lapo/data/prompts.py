@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from lapo.core.budget import DEFAULT_TEMPLATE, insert_budget
+from lapo.core.budget import DEFAULT_TEMPLATE, check_template, insert_budget
+from lapo.errors import LapoError
 
 if TYPE_CHECKING:
     from lapo.data.problems import Problem
@@ -64,10 +65,11 @@ class PromptFormat:
 
     def __post_init__(self) -> None:
         if self.kind not in PROMPT_KINDS:
-            raise ValueError(f"prompt kind {self.kind!r} is not known; use one of {', '.join(PROMPT_KINDS)}.")
+            raise LapoError(f"prompt kind {self.kind!r} is not known; use one of {', '.join(PROMPT_KINDS)}.")
         for name in ("user_template", "plain_template"):
             if "{problem}" not in getattr(self, name):
-                raise ValueError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+                raise LapoError(f"{name} {getattr(self, name)!r} must contain {{problem}}; add it where the question goes.")
+        check_template(self.budget_template)
 
     @property
     def sentence_template(self) -> str:
@@ -82,7 +84,7 @@ def _fill(template: str, problem_text: str) -> str:
 
 def _chat(problem_text: str, tokenizer: Any, fmt: PromptFormat) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise LapoError(
             f"the tokenizer {type(tokenizer).__name__} has no chat template; set the prompt kind to 'plain' "
             "or use a tokenizer that has one."
         )

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from lapo.core import hub
+from lapo.errors import LapoError, one_line
+
 logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -42,21 +45,44 @@ BENCHMARKS: dict[str, HubSpec] = {
         "Hothan/OlympiadBench", "train", "question", "final_answer", config="OE_TO_maths_en_COMP"
     ),
     "gsm8k": HubSpec("openai/gsm8k", None, "question", config="main", local_name="gsm8k_{split}"),
-    # The paper's training set (10,000 problems after filtering, LAPO_SPEC section 1).
+    # The paper's training set (10,000 problems after filtering: docs/METHOD.md, section 5).
     "deepscaler": HubSpec("agentica-org/DeepScaleR-Preview-Dataset", "train"),
 }
 ANSWER_FIXES: dict[str, Callable[[Any], Any]] = {"gsm8k": _gsm8k_answer}
 
 
 def _read_local(path: Path) -> list[dict]:
-    """Rows of a .jsonl / .json / .parquet file; a bad JSONL line is reported with its number."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # a dependency of `datasets`
+    """Rows of a .jsonl / .json / .parquet file; anything else is a LapoError naming the file (and the line)."""
+    try:
+        rows = _parquet(path) if path.suffix == ".parquet" else _json_rows(path, path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LapoError(f"dataset file {path} is not UTF-8 text (a binary file?); pass a .jsonl, .json or "
+                        ".parquet file of problems.") from None
+    bad = next((i for i, row in enumerate(rows, start=1) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise LapoError(f"{path}: row {bad} is a {type(rows[bad - 1]).__name__}; each row must be an object "
+                        '{"problem", "answer", "id"?, ...}.')
+    return rows
 
+
+def _parquet(path: Path) -> list[dict]:
+    import pyarrow  # a dependency of `datasets`
+    import pyarrow.parquet as pq
+
+    try:
         return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+    except pyarrow.ArrowException as error:
+        raise LapoError(f"dataset file {path} is not a readable Parquet file ({one_line(error)}); pass another "
+                        "file.") from None
+
+
+def _json_rows(path: Path, text: str) -> list:
+    """A .json array, else JSON lines; a bad line is reported with its number."""
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise LapoError(f"{path} is not valid JSON ({err}); fix the file.") from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -64,14 +90,33 @@ def _read_local(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); fix or remove that line.") from None
+            raise LapoError(f"{path}:{number} is not valid JSON ({err.msg}); fix or remove that line.") from None
     return rows
 
 
-def _read_hub(repo: str, split: str, config: str | None = None) -> list[dict]:
+def _read_hub(repo: str, split: str, config: str | None = None, instead_of: str = "") -> list[dict]:
+    """A hub dataset's rows; a name the hub cannot serve from here fails at once, not after the client's
+    retries (lapo.core.hub). ``instead_of``: the local copy that was looked for first (said in the log)."""
     import datasets
 
+    _check_hub_dataset(repo, datasets.config.HF_DATASETS_CACHE, instead_of)
+    if instead_of:
+        logger.warning("%s; loading %s from the hub", instead_of, repo)
     return list(datasets.load_dataset(repo, config, split=split))
+
+
+def _check_hub_dataset(repo: str, datasets_cache: str | os.PathLike, instead_of: str = "") -> None:
+    if not hub.is_hub_id(repo):
+        raise LapoError(f"dataset {repo!r} is neither a local .jsonl/.json/.parquet file, a benchmark name "
+                        f"({', '.join(BENCHMARKS)}), a built-in task (counting, sums) nor a hub id org/name; "
+                        "check the name or the path.")
+    reason = hub.unreachable(hub.DATASET_SWITCHES)
+    # datasets keeps what it prepared under its own cache (org___name) and raw files in the hub cache.
+    in_cache = hub.cached(repo, "dataset") or (Path(datasets_cache) / repo.replace("/", "___")).is_dir()
+    if reason is not None and not in_cache:
+        raise LapoError(f"{instead_of + ', and ' if instead_of else ''}dataset {repo!r} is not in the local cache "
+                        f"and the hub cannot be used ({reason}); pass a local .jsonl/.json/.parquet file, or a "
+                        "folder of <name>.jsonl copies as data_dir / --data-dir.")
 
 
 def _read_counting(split: str, limit: int | None, seed: int) -> list[dict]:
@@ -108,15 +153,14 @@ def resolve(
     if source.endswith(LOCAL_SUFFIXES):
         path = Path(source).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"dataset file {path} does not exist; check the `dataset` path.")
+            raise LapoError(f"dataset file {path} does not exist; check the `dataset` path.")
         return _read_local(path), {}
     if source in BENCHMARKS:
         spec = BENCHMARKS[source]
         local = _local_benchmark(source, spec, split, data_dir) if data_dir else None
         if local is not None:  # local copies use the plain id/problem/answer fields
             return _read_local(local), {}
-        if data_dir:
-            logger.warning("no %s.jsonl under %s; loading %s from the hub", source, data_dir, spec.repo)
+        looked = f"no {source}.jsonl under {data_dir}" if data_dir else ""
         fields = {"problem": spec.problem_field, "answer": spec.answer_field, "id": spec.id_field}
-        return _read_hub(spec.repo, spec.split or split, spec.config), fields
+        return _read_hub(spec.repo, spec.split or split, spec.config, looked), fields
     return _read_hub(source, split), {}

@@ -14,16 +14,15 @@ torch, transformers and vLLM are imported only inside the backends of :mod:`lapo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lapo.core.io import slug, write_json
+from lapo.core.io import read_json, slug, write_json
 from lapo.core.metrics import mean, summarize
-from lapo.errors import LapoError
-from lapo.eval.generation import load_tokenizer, make_backend
+from lapo.errors import ArgumentParser, LapoError, command, one_line
+from lapo.eval.generation import make_backend
 from lapo.eval.results import EVAL_SCHEMA
 from lapo.eval.samples import (
     SAMPLES_FILE,
@@ -38,6 +37,7 @@ from lapo.eval.samples import (
     sample_seed,
 )
 from lapo.eval.settings import EvalSettings
+from lapo.models.loading import hub_options, load_tokenizer
 
 # --------------------------------------------------------------------------------------------------
 # Settings, output names, prompt format and problems
@@ -80,14 +80,22 @@ def training_settings(model: str) -> dict | None:
         path = folder / "config.yaml"
         if not path.is_file():
             continue
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _read_yaml(path)
         if isinstance(data, dict) and ("discovery" in data or "internalization" in data):
             stage = "internalization" if "internalization" in here.parts else "discovery"
             section = data.get(stage) or data.get("discovery") or {}
             return section.get("lapo") if isinstance(section.get("lapo"), dict) else None
     return None
+
+
+def _read_yaml(path: Path):
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise LapoError(f"{path} is not readable YAML ({one_line(error)}); the training run's saved configuration "
+                        "is corrupt: restore it, or pass --prompt-format and --answer-fallback explicitly.") from None
 
 
 def resolve_prompt_format(spec: str, model: str, tokenizer):
@@ -118,7 +126,10 @@ def _format_from_file(path: Path, cls):
     if not path.is_file():
         raise LapoError(f"--prompt-format {str(path)!r} is neither auto, reference, chat, plain nor an existing "
                         "JSON file.")
-    fields = json.loads(path.read_text(encoding="utf-8"))
+    fields = read_json(path, "--prompt-format file")
+    if not isinstance(fields, dict):
+        raise LapoError(f"--prompt-format file {path} holds a JSON {type(fields).__name__}; it must be an object of "
+                        "PromptFormat fields (kind, system_prompt, user_template, ...).")
     try:
         return cls(**fields)
     except TypeError as err:
@@ -209,6 +220,8 @@ def evaluate(settings: EvalSettings, *, model=None, tokenizer=None, backend=None
     ``settings.model`` after every input has been checked.
     """
     settings.validate()
+    if model is None and tokenizer is None and backend is None:
+        hub_options(settings.model, "--model")  # a name that cannot load fails now, not after the problems
     problems = load_eval_problems(settings)
     budgets, missing = assign_budgets([p.id for p in problems], settings.budget)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(settings.model)
@@ -291,7 +304,7 @@ def format_summary(summary: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lapo eval", description="Pass@1 over k samples, completion tokens, "
+    p = ArgumentParser(prog="lapo eval", description="Pass@1 over k samples, completion tokens, "
                                 "per-level breakdown and budget adherence of one model on one dataset.")
     add = p.add_argument
     add("--model", required=True,
@@ -329,14 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("eval")
+def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     settings = EvalSettings(**vars(args))
     try:
-        summary = evaluate(settings)
-    except LapoError as err:
-        print(f"lapo eval: {err}", file=sys.stderr)
-        return 2
+        summary = evaluate(settings)  # bad input raises LapoError: one line, exit 2 (lapo.errors.command)
     except KeyboardInterrupt:
         out = settings.out or default_out(settings)
         print(f"\nlapo eval: interrupted; finished samples are in {out}/{SAMPLES_FILE}. Run the same command "

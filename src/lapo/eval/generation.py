@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from lapo.errors import LapoError
@@ -232,7 +231,7 @@ def load_backend(settings: EvalSettings):
     """(backend, tokenizer): the model loaded for the chosen backend."""
     import torch
 
-    from lapo.models.loading import load_model_and_tokenizer, model_path
+    from lapo.models.loading import load_model_and_tokenizer, load_tokenizer, model_path
 
     name = choose_backend(settings.backend)
     if name == "vllm":
@@ -243,20 +242,6 @@ def load_backend(settings: EvalSettings):
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model, tokenizer = load_model_and_tokenizer(settings.model, dtype=dtype)
     return TransformersBackend(model.to(device), tokenizer, settings), tokenizer
-
-
-def load_tokenizer(name: str):
-    """The model's tokenizer alone (cheap), to render prompts and check settings before the weights load."""
-    from lapo.models.loading import load_tokenizer as load
-
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise LapoError(f"model folder {name} does not exist; pass a checkpoint folder (e.g. "
-                        "runs/x/internalization/final), a hub id, or an alias such as lapo-counting-base.")
-    try:
-        return load(name)
-    except (OSError, ValueError) as err:
-        raise LapoError(f"cannot load the tokenizer of --model {name!r} ({err}); pass a local checkpoint "
-                        "folder, a hub id, or an alias such as lapo-counting-base.") from None
 
 
 def make_backend(settings: EvalSettings, model, tokenizer):

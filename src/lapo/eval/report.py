@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lapo.core.length import percentile
-from lapo.errors import LapoError
+from lapo.errors import ArgumentParser, LapoError, command
 from lapo.eval.results import (
     Run,
     benchmark_display,
@@ -198,7 +198,7 @@ def _plots(evals: Sequence[dict], runs: Sequence[Run], out: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lapo report", description="Markdown tables and PNG plots from `lapo eval` "
+    p = ArgumentParser(prog="lapo report", description="Markdown tables and PNG plots from `lapo eval` "
                                 "folders and `lapo train` run directories.")
     p.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_EVAL_DIR",
                    help="eval folders (summary.json, searched at any depth) and/or run directories")
@@ -207,13 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("report")
+def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        text = build_report(args.paths, Path(args.out), args.base)
-    except LapoError as err:
-        print(f"lapo report: {err}", file=sys.stderr)
-        return 2
+    text = build_report(args.paths, Path(args.out), args.base)  # bad input: LapoError, one line (@command)
     print(text)
     print(f"wrote {Path(args.out) / 'report.md'}", file=sys.stderr)
     return 0

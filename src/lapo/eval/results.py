@@ -15,7 +15,8 @@ EVAL_SCHEMA = "lapo.eval/1"
 LOG_FILE = "log_history.jsonl"  # lapo.train.rundir writes them (eval never imports train)
 RUN_CONFIG_FILE = "config.yaml"
 STAGES = ("discovery", "internalization")
-# Display names and the paper's column order (LAPO_SPEC section 2); other benchmarks follow by name.
+SUMMARY_FIELDS = ("benchmark", "pass_at_1", "mean_tokens")  # what every table of the report reads
+# Display names and the paper's column order (docs/METHOD.md, section 6); other benchmarks follow by name.
 BENCHMARK_NAMES = {
     "math500": "MATH-500", "aime24": "AIME24", "amc23": "AMC23", "olympiadbench": "OlympiadBench",
     "gsm8k": "GSM8K", "gsm8k_test": "GSM8K", "counting": "Counting",
@@ -49,7 +50,13 @@ def load_summary(path: Path) -> dict | None:
     """A ``lapo eval`` summary, or None for any other summary.json (e.g. a training one); a corrupt file is an
     error naming it (it is not the same as a missing one)."""
     data = read_json(path, "evaluation summary")
-    return data if isinstance(data, dict) and data.get("schema") == EVAL_SCHEMA else None
+    if not (isinstance(data, dict) and data.get("schema") == EVAL_SCHEMA):
+        return None
+    missing = [k for k in SUMMARY_FIELDS if k not in data]
+    if missing:
+        raise LapoError(f"evaluation summary {path} lacks {', '.join(missing)}; the file is incomplete: run the same "
+                        "`lapo eval` again to rewrite it, or remove it.")
+    return data
 
 
 def load_run(path: Path) -> Run | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from lapo.core.io import load_targets, write_json
+from lapo.core.io import load_targets, read_json, write_json
 from lapo.errors import LapoError
 
 
@@ -157,7 +157,10 @@ def check_resumable(out: Path, config: dict) -> None:
     path = out / CONFIG_FILE
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_json(path, "evaluation settings")
+    if not isinstance(old, dict):
+        raise LapoError(f"{path} is not an object of settings; the file is corrupt: remove it, or pass --overwrite "
+                        "to start again.")
     diff = [k for k in SAMPLE_DEFINING if old.get(k) != config.get(k)]
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lapo.errors import LapoError
 from lapo.eval.samples import parse_budget_spec
+
+# What torch accepts as a device for the transformers backend (checked before any model loads).
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu|npu)(:\d+)?")
 
 
 @dataclass
@@ -49,6 +53,11 @@ class EvalSettings:
              f"--backend {self.backend!r} must be auto, transformers or vllm"),
             (self.answer_fallback in ("auto", "none", "last_number"),
              f"--answer-fallback {self.answer_fallback!r} must be auto, none or last_number"),
+            (bool(_DEVICE.fullmatch(self.device)), f"--device {self.device!r} is not a device: use auto, cpu, cuda, "
+             "cuda:N or mps"),
+            (self.tensor_parallel_size >= 1, f"--tensor-parallel-size {self.tensor_parallel_size} must be at least 1"),
+            (0 < self.gpu_memory_utilization <= 1,
+             f"--gpu-memory-utilization {self.gpu_memory_utilization} must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:

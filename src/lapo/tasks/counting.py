@@ -6,7 +6,7 @@ answer, so the project's ordinary answer checker grades it::
 
     \\nb d r=1 a r=2\\n</think>\\boxed{2}
 
-Why this task (LAPO_SPEC section 8): every step is a copy or a successor lookup, which a model of about a
+Why this task (measured before it was chosen: docs/EMBEDDED.md): every step is a copy or a successor lookup, which a model of about a
 million parameters learns in minutes of CPU time, while arithmetic tables are not. The difficulty level sets
 the string's length, so the minimal trace grows with the level, as reasoning grows with difficulty on MATH.
 
@@ -25,6 +25,8 @@ import random
 import re
 import string
 from typing import Any, Mapping
+
+from lapo.errors import LapoError
 
 LEVELS = (1, 2, 3, 4, 5)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -47,7 +49,7 @@ _PROBLEM = re.compile(r'^Count the letter "([a-z])" in "([a-z]+)"\.$')
 def string_length(level: int) -> int:
     """Letters in a problem's string at ``level`` (1 -> 3 letters, each level adds 2)."""
     if level not in LEVELS:
-        raise ValueError(f"level {level!r} is not one of {LEVELS}; pick a level from lapo.tasks.counting.LEVELS.")
+        raise LapoError(f"level {level!r} is not one of {LEVELS}; pick a level from lapo.tasks.counting.LEVELS.")
     return 1 + 2 * level
 
 
@@ -168,7 +170,7 @@ def make_problem(text: str, level: int) -> dict[str, Any]:
 def load_split(split: str, *, seed: int = 0, n: int = 500, levels: tuple[int, ...] = LEVELS) -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split`` ("train" or "test"), levels in turn, the same for the same seed."""
     if split not in ("train", "test"):
-        raise ValueError(f"split {split!r} is unknown; use 'train' or 'test'.")
+        raise LapoError(f"split {split!r} is unknown; use 'train' or 'test'.")
     rng = random.Random(f"lapo-counting/{seed}/{split}")
     seen: set[str] = set()
     problems = []
@@ -178,7 +180,7 @@ def load_split(split: str, *, seed: int = 0, n: int = 500, levels: tuple[int, ..
         text = _draw(rng, level)
         attempts += 1
         if attempts > 100 * n + 1000:
-            raise RuntimeError(f"could not draw {n} distinct {split} problems; ask for fewer.")
+            raise LapoError(f"could not draw {n} distinct {split} problems of the counting task; ask for fewer.")
         if text in seen or _split_of(text) != split:
             continue
         seen.add(text)

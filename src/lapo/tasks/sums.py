@@ -27,6 +27,8 @@ import random
 import re
 from typing import Any, Mapping
 
+from lapo.errors import LapoError
+
 LEVELS = (1, 2)  # number of carries
 THINK_CLOSE = "</think>"
 PHRASINGS = (
@@ -99,7 +101,7 @@ def split_of(a: int, b: int) -> str:
 def all_problems(split: str) -> list[dict[str, Any]]:
     """Every problem of ``split`` in a fixed order: ordered pairs of the split times the phrasings."""
     if split not in ("train", "test"):
-        raise ValueError(f"split {split!r} is unknown; use 'train' or 'test'.")
+        raise LapoError(f"split {split!r} is unknown; use 'train' or 'test'.")
     return [make_problem(a, b, k) for a in range(10) for b in range(10) if split_of(a, b) == split
             for k in range(len(PHRASINGS))]
 
@@ -114,7 +116,7 @@ def load_split(split: str, *, seed: int = 0, n: int | None = None,
     pool = all_problems(split)
     unknown = set(levels) - set(LEVELS)
     if unknown:
-        raise ValueError(f"levels {sorted(unknown)} are not among {LEVELS}; pick levels from lapo.tasks.sums.LEVELS.")
+        raise LapoError(f"levels {sorted(unknown)} are not among {LEVELS}; pick levels from lapo.tasks.sums.LEVELS.")
     rng = random.Random(f"lapo-sums/{seed}/{split}")
     queues = []
     for level in levels:
@@ -124,7 +126,7 @@ def load_split(split: str, *, seed: int = 0, n: int | None = None,
     total = sum(len(q) for q in queues)
     n = total if n is None else n
     if n > total:
-        raise ValueError(f"the sums task's {split} split holds {total} problems at levels {tuple(levels)}; "
+        raise LapoError(f"the sums task's {split} split holds {total} problems at levels {tuple(levels)}; "
                          f"ask for at most {total} (got {n}).")
     out: list[dict[str, Any]] = []
     while len(out) < n:

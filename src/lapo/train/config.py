@@ -22,6 +22,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,7 +34,7 @@ from lapo.core import length
 from lapo.core.budget import DEFAULT_TEMPLATE
 from lapo.core.stats import POLICIES
 from lapo.data.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PROMPT_KINDS, PromptFormat
-from lapo.errors import LapoError
+from lapo.errors import LapoError, one_line
 
 STAGES = ("discovery", "internalization")
 STAGE_CHOICES = STAGES + ("all",)
@@ -142,16 +143,19 @@ class LapoConfig:
         _check_choice("prompt_kind", self.prompt_kind, PROMPT_KINDS)
         _check_choice("answer_fallback", self.answer_fallback, ("none", "last_number"))
         if not 0 <= self.band_low < self.band_high <= 100:
-            raise ValueError(
+            raise LapoError(
                 f"band_low={self.band_low} must be below band_high={self.band_high}, both within 0-100; "
                 "the paper uses band_low=30, band_high=70."
             )
         for name in ("band_decay", "discovery_weight", "internalization_weight", "sigma", "answer_timeout"):
             _check_positive(name, getattr(self, name))
+        if self.answer_workers < 0:
+            raise LapoError(f"answer_workers={self.answer_workers} must be 0 (check answers in the training process) "
+                            "or more.")
         for name in ("fallback_target", "max_problems", "max_prompt_length"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"{name}={value} must be a positive integer; remove it to use the default.")
+                raise LapoError(f"{name}={value} must be a positive integer; remove it to use the default.")
         self.prompt_format()  # template errors surface now, not at the first prompt
 
     def prompt_format(self) -> PromptFormat:
@@ -167,13 +171,13 @@ class LapoConfig:
 
 def _check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
     if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}; pick one of those.")
+        raise LapoError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}; pick one of those.")
 
 
 def _check_positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         default = {f.name: f.default for f in fields(LapoConfig)}[name]
-        raise ValueError(f"{name}={value!r} must be a positive number; the default (the paper's) is {default}.")
+        raise LapoError(f"{name}={value!r} must be a positive number; the default (the paper's) is {default}.")
 
 
 @dataclass
@@ -223,9 +227,11 @@ class LapoGRPOConfig(GRPOConfig):
     save_steps: float = field(default=50, metadata=_help("Checkpoint every this many steps."))
 
     def __post_init__(self) -> None:
+        if not self.learning_rate >= 0:  # else torch refuses it only once the model has loaded
+            raise LapoError(f"learning_rate={self.learning_rate} must be 0 or more; the paper uses 1e-6.")
         # TRL's own check says "at least 2"; say why and what to set, before TRL's longer derivations.
         if self.num_generations is None or self.num_generations < 2:
-            raise ValueError(
+            raise LapoError(
                 f"num_generations={self.num_generations} is too small: LAPO's band and GRPO's advantages "
                 "compare completions of one problem, so set num_generations to 2 or more (paper: 8)."
             )
@@ -272,16 +278,20 @@ def packaged_recipes() -> list[str]:
 
 
 def resolve_recipe(path: str | Path) -> Path:
-    """A recipe file, or the name of a shipped recipe (``counting`` -> ``lapo/recipes/counting/config.yaml``)."""
+    """A recipe file, a recipe folder (its ``config.yaml``), or a shipped recipe by name: ``counting`` ->
+    ``lapo/recipes/counting/config.yaml``, ``deepscaler-1.5b/lora-1gpu.yaml`` ->
+    ``lapo/recipes/deepscaler-1.5b/lora-1gpu.yaml``."""
     path = Path(path)
     if path.is_file():
         return path
-    shipped = PACKAGED_RECIPES / str(path) / "config.yaml"
-    if shipped.is_file():
-        return shipped
-    raise FileNotFoundError(
-        f"recipe {path} does not exist; pass --config PATH/TO/RECIPE.yaml or one of the shipped recipes: "
-        f"{', '.join(packaged_recipes())}."
+    if (path / "config.yaml").is_file():  # a recipe folder
+        return path / "config.yaml"
+    for shipped in (PACKAGED_RECIPES / path / "config.yaml", PACKAGED_RECIPES / path):
+        if shipped.is_file() and not path.is_absolute() and ".." not in path.parts:
+            return shipped
+    raise LapoError(
+        f"recipe {path} does not exist; pass --config PATH/TO/RECIPE.yaml or a shipped recipe: "
+        f"{', '.join(packaged_recipes())} (or NAME/FILE.yaml inside one)."
     )
 
 
@@ -290,7 +300,11 @@ def read_recipe(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
     section (environment variables the run sets, as TrlParser's ``env:``). Reading writes nothing into
     ``os.environ``: :func:`lapo.train.run.prepare` applies ``env`` when the run starts."""
     path = resolve_recipe(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise LapoError(f"recipe {path} is not readable YAML ({one_line(error)}); fix the file or pass another "
+                        "--config.") from None
     if not isinstance(data, dict):
         raise LapoError(f"recipe {path} must be a YAML mapping of keys to values.")
     env = data.pop("env", None) or {}
@@ -305,7 +319,7 @@ def split_sections(data: dict, origin: str = "recipe") -> dict[str, dict]:
     for stage in STAGES:
         section = data.get(stage) or {}
         if not isinstance(section, dict):
-            raise ValueError(f"{origin}: section {stage!r} must be a mapping of keys to values.")
+            raise LapoError(f"{origin}: section {stage!r} must be a mapping of keys to values.")
         out[stage] = {**copy.deepcopy(shared), **copy.deepcopy(section)}
     return out
 
@@ -330,7 +344,7 @@ def parse_overrides(argv: list[str]) -> dict[str, dict[str, Any]]:
         elif "=" in token:
             key, _, value = token.partition("=")
         else:
-            raise ValueError(f"cannot read the argument {token!r}; write overrides as key=value or --key value.")
+            raise LapoError(f"cannot read the argument {token!r}; write overrides as key=value or --key value.")
         stage, dot, name = key.partition(".")
         scoped = bool(dot) and stage in STAGES
         for s in [stage] if scoped else STAGES:
@@ -355,8 +369,29 @@ def _override_value(text: str) -> Any:
     return text
 
 
+class _RecipeParser(TrlParser):
+    """TrlParser whose errors are one LapoError naming the key and its value (``sigma=abc``), not 200 lines of
+    usage: recipe keys and overrides arrive here as the defaults argparse converts."""
+
+    def error(self, message: str):
+        argument = _ARGUMENT.fullmatch(message.strip())
+        if argument is None:
+            raise LapoError(f"{message.rstrip('.')}; see `lapo train --help` for the keys and their values.")
+        key, problem = argument["key"], argument["problem"]
+        bad = _BAD_VALUE.fullmatch(problem)
+        if bad:
+            kind = {"int": "a whole number", "float": "a number"}.get(bad["kind"], f"a valid {bad['kind']}")
+            raise LapoError(f"{key}={bad['value']} is not {kind}; give {key} {kind} (see `lapo train --help`).")
+        raise LapoError(f"{key}: {problem.rstrip('.')}; see `lapo train --help` for the keys and their values.")
+
+
+# "argument --key/--key-alias: problem" -> "key: problem"; "invalid float value: 'abc'".
+_ARGUMENT = re.compile(r"argument --(?P<key>[^:/ ]+)[^:]*: (?P<problem>.*)", re.DOTALL)
+_BAD_VALUE = re.compile(r"invalid (?P<kind>[\w.]+) value: '?(?P<value>.*?)'?")
+
+
 def _parser() -> Any:
-    return TrlParser((LapoConfig, LapoGRPOConfig, ModelConfig))
+    return _RecipeParser((LapoConfig, LapoGRPOConfig, ModelConfig))
 
 
 def parse_stage(stage: str, flat: dict) -> StageConfig:
@@ -365,11 +400,16 @@ def parse_stage(stage: str, flat: dict) -> StageConfig:
     unknown = parser.set_defaults_with_config(**flat)
     if unknown:
         keys = ", ".join(k[2:] for k in unknown[::2])
-        raise ValueError(
+        raise LapoError(
             f"unknown key(s) {keys} (stage {stage}); check the spelling against `lapo train --help` "
             "and docs/TRAINING.md (LapoConfig, GRPOConfig and ModelConfig fields)."
         )
-    lapo_cfg, grpo_cfg, model_cfg = parser.parse_args_into_dataclasses(args=[])
+    try:
+        lapo_cfg, grpo_cfg, model_cfg = parser.parse_args_into_dataclasses(args=[])
+    except LapoError:
+        raise
+    except ValueError as error:  # TRL's and transformers' own checks of the engine settings
+        raise LapoError(f"stage {stage}: {one_line(error)}") from None
     return StageConfig(stage, lapo_cfg, grpo_cfg, model_cfg, dict(flat))
 
 
@@ -387,7 +427,7 @@ def load_run_config(
     _check_choice("stage", chosen, STAGE_CHOICES)
     run_dir = Path(stages["discovery"].grpo.output_dir)
     if Path(stages["internalization"].grpo.output_dir) != run_dir:
-        raise ValueError("output_dir is the run directory and must be the same for both stages; set it at the top level.")
+        raise LapoError("output_dir is the run directory and must be the same for both stages; set it at the top level.")
     for s, cfg in stages.items():
         cfg.grpo.output_dir = str(run_dir / s)
         _check_engine(cfg)
@@ -400,7 +440,7 @@ def _check_engine(cfg: StageConfig) -> None:
     """Engine settings LAPO depends on, checked before any model loads."""
     g = cfg.grpo
     if g.num_generations_eval not in (None, g.num_generations):
-        raise ValueError(
+        raise LapoError(
             f"num_generations_eval={g.num_generations_eval} differs from num_generations={g.num_generations}; "
             "LAPO's rewards group completions by num_generations, so leave num_generations_eval unset."
         )
@@ -408,13 +448,13 @@ def _check_engine(cfg: StageConfig) -> None:
     if g.save_strategy == "steps" and per_generation > g.gradient_accumulation_steps:
         steps = per_generation // g.gradient_accumulation_steps
         if int(g.save_steps) % max(steps, 1):
-            raise ValueError(
+            raise LapoError(
                 f"save_steps={g.save_steps} must be a multiple of {steps} (steps_per_generation x num_iterations "
                 "/ gradient_accumulation_steps) so each checkpoint ends a generation round; otherwise a resumed run "
                 "would record some lengths twice."
             )
     if cfg.stage == "internalization" and cfg.lapo.online_tightening and g.dataloader_num_workers:
-        raise ValueError(
+        raise LapoError(
             f"dataloader_num_workers={g.dataloader_num_workers} with online_tightening: worker processes keep "
             "their own copy of the target map, so tightened targets would never reach the prompts; set "
             "dataloader_num_workers=0."

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lapo.core import io
 from lapo.core.stats import LengthStats
+from lapo.errors import LapoError
 from lapo.train.config import RunConfig, StageConfig
 from lapo.train.rundir import FINAL_DIR, STATS_FILE, TARGETS_FILE, main_process_only
 
@@ -36,7 +37,7 @@ def load_handoff(run: RunConfig, problems) -> dict[str, int]:
         lengths = LengthStats.load(source / "discovery" / STATS_FILE)
         targets = make_targets(lengths, problems, cfg, run.fallback_target())
     else:
-        raise FileNotFoundError(
+        raise LapoError(
             f"stage 2 needs a stage-1 target map, but {source} has neither {TARGETS_FILE} nor "
             f"discovery/{STATS_FILE}; run `lapo train --stage discovery` first, or set stage1_dir or targets_path."
         )
@@ -49,7 +50,7 @@ def check_targets(targets: dict[str, int], problems, fallback: int) -> dict[str,
     matched = {pid: targets[pid] for pid in ids if pid in targets}
     if not matched:
         sample = ", ".join(sorted(targets)[:3])
-        raise ValueError(
+        raise LapoError(
             f"the target map matches none of the {len(ids)} stage-2 problems (map ids look like {sample}); "
             "train stage 2 on the dataset stage 1 ran on, with the same id_field."
         )
@@ -67,7 +68,7 @@ def stage2_init(run: RunConfig) -> str:
         return str(final)
     if cfg.lapo.targets_path and not cfg.lapo.stage1_dir and cfg.model.model_name_or_path:
         return cfg.model.model_name_or_path
-    raise FileNotFoundError(
+    raise LapoError(
         f"stage 2 starts from stage 1's final model, but {final} has none; finish stage 1 first "
         "(`lapo train --stage discovery --resume`), or set stage1_dir to a finished stage-1 run."
     )

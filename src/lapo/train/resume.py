@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lapo.core.io import TARGETS_FILE, load_targets
 from lapo.core.stats import LengthStats
+from lapo.errors import LapoError
 from lapo.train.config import RunConfig, StageConfig
 from lapo.train.rundir import STATS_FILE, is_complete
 
@@ -72,7 +73,7 @@ def plan_stages(run: RunConfig) -> list[StagePlan]:
     explicit = Path(run.resume) if isinstance(run.resume, str) else None
     plans = [_plan_stage(run, stage, explicit) for stage in run.selected]
     if explicit is not None and not any(p.checkpoint == explicit for p in plans):
-        raise ValueError(f"--resume {explicit} is not a checkpoint of this run's {' or '.join(run.selected)} stage.")
+        raise LapoError(f"--resume {explicit} is not a checkpoint of this run's {' or '.join(run.selected)} stage.")
     return [restore(p) for p in plans]
 
 
@@ -81,13 +82,13 @@ def _plan_stage(run: RunConfig, stage: str, explicit: Path | None) -> StagePlan:
     stage_dir = Path(cfg.grpo.output_dir)
     if not run.resume:
         if has_run(stage_dir):
-            raise FileExistsError(
+            raise LapoError(
                 f"{stage_dir} already holds a {stage} run; pass --resume to continue it, or set a new output_dir."
             )
         return StagePlan(stage, cfg, True)
     if explicit is not None and explicit.parent.resolve() == stage_dir.resolve():
         if not (explicit / STATS_FILE).is_file():
-            raise FileNotFoundError(
+            raise LapoError(
                 f"checkpoint {explicit} has no {STATS_FILE} (the run stopped while saving it); resume from an "
                 f"earlier checkpoint, e.g. {latest_checkpoint(stage_dir)}."
             )
@@ -103,13 +104,13 @@ def restore(plan: StagePlan) -> StagePlan:
         return plan
     step = checkpoint_step(plan.checkpoint)
     if step is None:
-        raise ValueError(f"--resume {plan.checkpoint} is not a checkpoint-<step> folder; pass one of those.")
+        raise LapoError(f"--resume {plan.checkpoint} is not a checkpoint-<step> folder; pass one of those.")
     targets_file = plan.checkpoint / TARGETS_FILE
     try:
         stats = LengthStats.load(plan.checkpoint / STATS_FILE).truncated(step - 1)
         live = load_targets(targets_file) if plan.stage == "internalization" and targets_file.is_file() else None
     except ValueError as error:
-        raise ValueError(_unreadable(plan, step, error)) from None
+        raise LapoError(_unreadable(plan, step, error)) from None
     return dataclasses.replace(plan, stats=stats, live_targets=live)
 
 

@@ -2,7 +2,7 @@
 
 TRL 1.16 calls a reward function on each process's *local* slice of the generation batch and only then
 gathers the rewards; a group of ``num_generations`` completions of one problem can be split across
-processes (LAPO_SPEC section 5, trl#3896). LAPO's rewards are group statistics (the [P30, P70] band of
+processes (docs/METHOD.md, section 9; trl#3896). LAPO's rewards are group statistics (the [P30, P70] band of
 stage 1, the median fallback of stage 2), so each call here:
 
 1. checks the local completions' answers (in parallel across processes),

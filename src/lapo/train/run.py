@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from lapo.core import io
 from lapo.core.stats import LengthStats
+from lapo.errors import ArgumentParser, LapoError, command
 from lapo.models.loading import load_tokenizer
 from lapo.train.config import STAGES, RunConfig, load_run_config
 from lapo.train.handoff import (
@@ -72,7 +73,7 @@ def prepare(run: RunConfig) -> Prepared:
     targets = None
     if "internalization" in plans and "discovery" not in plans:
         targets = load_handoff(run, problems["internalization"])
-    tokenizer = load_tokenizer(_tokenizer_source(run))  # the first file of a model to be read
+    tokenizer = load_tokenizer(_tokenizer_source(run), "model_name_or_path")  # the first file of a model to be read
     return Prepared(run, plans, tokenizer, problems, targets)
 
 
@@ -122,7 +123,7 @@ def _tokenizer_source(run: RunConfig) -> str:
         return stage2_init(run)
     name = run.stages[run.selected[0]].model.model_name_or_path
     if not name:
-        raise ValueError("model_name_or_path is not set; add it to the recipe or pass model_name_or_path=...")
+        raise LapoError("model_name_or_path is not set; add it to the recipe or pass model_name_or_path=...")
     return name
 
 
@@ -140,7 +141,7 @@ def _fields_help() -> str:
 
 
 def _arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lapo train",
         description="Run LAPO's Discovery stage, the hand-off and the Internalization stage on TRL's GRPOTrainer.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -157,21 +158,15 @@ def _arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("train")
+def main(argv: list[str]) -> int:
     parser = _arg_parser()
-    args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    try:
-        run_cfg = load_run_config(args.config, overrides, stage=args.stage, resume=args.resume)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"lapo train: {error}", file=sys.stderr)
-        return 2
+    args, overrides = parser.parse_known_args(argv)
+    # Bad input raises LapoError (recipe, overrides, data, checkpoints: all checked before a model loads);
+    # @command prints it as one line with exit status 2.
+    run_cfg = load_run_config(args.config, overrides, stage=args.stage, resume=args.resume)
     setup_logging(run_cfg.run_dir)
-    try:
-        prepared = prepare(run_cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"lapo train: {error}", file=sys.stderr)
-        return 2
-    execute(prepared)
+    execute(prepare(run_cfg))
     return 0
 
 

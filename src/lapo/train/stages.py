@@ -14,6 +14,7 @@ from typing import Any
 from lapo.core.stats import LengthStats
 from lapo.data.problems import Problem, load_problems
 from lapo.data.prompts import BudgetedPrompts, prompt_rows
+from lapo.errors import LapoError
 from lapo.train.callbacks import LogHistoryCallback, StatsCallback
 from lapo.train.config import StageConfig
 from lapo.train.resume import StagePlan
@@ -58,7 +59,7 @@ def _drop_long_prompts(rows: dict, tokenizer: Any, limit: int | None, budgets) -
     prompts = budgets({**rows})["prompt"] if budgets is not None else rows["prompt"]
     keep = [len(ids) <= limit for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     if not any(keep):
-        raise ValueError(f"every prompt is longer than max_prompt_length={limit} tokens; raise max_prompt_length.")
+        raise LapoError(f"every prompt is longer than max_prompt_length={limit} tokens; raise max_prompt_length.")
     if not all(keep):
         logger.warning("left out %d of %d problems whose prompt exceeds %d tokens", keep.count(False), len(keep), limit)
     return {k: [v for v, ok in zip(values, keep) if ok] for k, values in rows.items()}
