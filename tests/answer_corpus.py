@@ -150,6 +150,7 @@ HAND_CASES: list[Case] = [Case(*c) for c in [
     ("set/order", boxed(r"\{2, 1\}"), r"\{1, 2\}"),
     ("interval/open end", boxed("[1, 2]"), "[1, 2)"),
     ("interval/union", boxed(r"(-\infty, 2) \cup (3, \infty)"), r"(-\infty,2)\cup(3,\infty)"),
+    ("interval/gold with a stray dollar", boxed(r"(-\infty, 0) \cup \{1\}"), r"(-\infty, 0) \cup\{1\}$."),
     ("matrix/vector", boxed(r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"), r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
     ("matrix/wrong entry", boxed(r"\begin{pmatrix} 1 \\ 3 \end{pmatrix}"), r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
     ("base/subscript", boxed("4210_{5}"), "4210_5"),

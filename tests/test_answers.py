@@ -62,6 +62,7 @@ def test_no_fallback_ignores_plain_numbers():
         (r"\boxed{1},\boxed{2},\boxed{3}", ["1", "2", "3"]),
         (r"\boxed{1} or \boxed{2}", ["1", "2"]),
         (r"\boxed{7} and again \boxed{7}", ["7"]),  # a part equal to the one after it counts once
+        (r"\boxed{1}, \boxed{7} and again \boxed{7}", ["7"]),  # 10 characters or more: an equal box stops the walk
         (r"\boxed{3} is wrong. I recheck everything: \boxed{4}", ["4"]),  # 10 characters or more, no "and"
         (r"\boxed{1}, " + "x" * 60 + r" \boxed{2}", ["1", "2"]),  # fewer than 70 characters with a comma
         (r"\boxed{1}, " + "x" * 70 + r" \boxed{2}", ["2"]),  # 70 characters or more, even with a comma
