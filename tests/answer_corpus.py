@@ -136,6 +136,7 @@ HAND_CASES: list[Case] = [Case(*c) for c in [
     ("expression/unreadable box", boxed(r"2\left((-\frac{1}{2}, \frac{7}{2})\right)"), r"(-\frac{1}{2}, \frac{7}{2})"),
     ("expression/unreadable box", boxed(r"2\left(x=5\right)"), "x=5"),
     ("exact/stray dollar", boxed("221,$8"), "221,$8"),
+    ("exact/unreadable gold", boxed(r"m_{\max } = n^{2} - n - 1"), r"m_{\max }=n^{2}-n-1"),
     # arrows and symbols (the former fast path removed \left / \right by substring)
     ("symbol/arrows", boxed(r"\rightarrow"), r"\leftarrow"),
     ("symbol/arrows", boxed(r"\Rightarrow"), r"\Rightarrow"),
@@ -176,8 +177,9 @@ def reference_verdict(completion: str, gold: str) -> bool:
 
 EXCEPTIONS = {
     "fbox": "lapo reads \\fbox{...} as a box; math-verify's patterns look for \\boxed{ only (True beyond it)",
-    "gold spelling": "an answer spelled exactly as the gold is right even where math-verify cannot read the "
-                     "gold (OlympiadBench's '221,$8'; True beyond it)",
+    "gold spelling": "an answer spelled as the gold (up to \\dfrac, \\left(, spaces next to symbols) is right "
+                     "even where math-verify cannot read the gold and compares strings (OlympiadBench's '221,$8', "
+                     "'m_{\\max }=n^{2}-n-1'; True beyond it)",
     "boxes read as one number": "math-verify joins \\boxed{32},\\boxed{349} into '32,349' and reads one number, "
                                 "32349; lapo joins the parts with ', ' and reads two (False where it says True)",
     "no box": "lapo credits a boxed final answer only (fallback='none', the prompt asks for a box); math-verify "
@@ -198,6 +200,7 @@ def _box_is_unreadable(answer: str) -> bool:
 
 def explain(case: Case, reference: bool, lapo: bool) -> str | None:
     """The name of the documented reason (``EXCEPTIONS``) for lapo's verdict differing from math-verify's."""
+    from lapo.core.equivalence import same_spelling
     from lapo.core.extract import boxed_answers, extract_answer
 
     if lapo == reference:
@@ -208,7 +211,7 @@ def explain(case: Case, reference: bool, lapo: bool) -> str | None:
     if lapo:
         if "\\fbox" in case.completion and "\\boxed" not in case.completion:
             return "fbox"
-        return "gold spelling" if extract_answer(case.completion) == case.gold.strip() else None
+        return "gold spelling" if same_spelling(extract_answer(case.completion), case.gold.strip()) else None
     if len(parts) > 1 and all(_THREE_DIGITS.fullmatch(p) for p in parts[1:]):
         return "boxes read as one number"
     return "unreadable box" if parts and _box_is_unreadable(extract_answer(case.completion)) else None
@@ -247,7 +250,9 @@ def _integer_rewrites(g: str) -> list[tuple[str, str]]:
     if n >= 0:
         out.append(("integer/leading zero", f"0{g}"))
     if abs(n) >= 1000:
-        out += [("integer/thousands", f"{n:,}"), ("integer/thousands spaced", f"{n:,}".replace(",", ", "))]
+        out += [("integer/thousands", f"{n:,}"), ("integer/thousands spaced", f"{n:,}".replace(",", ", ")),
+                ("integer/thousands thin", f"{n:,}".replace(",", ",\\!"))]
+    out.append(("integer/degrees", f"{g}^\\circ"))
     if len(g.lstrip("-")) >= 2:
         digits = g.lstrip("-")
         out.append(("integer/digits split", ("-" if n < 0 else "") + digits[:1] + " " + digits[1:]))
@@ -292,6 +297,8 @@ def gold_rewrites(gold: str, rng: random.Random) -> list[tuple[str, str]]:
                 ("percent/wrong", str(float(v) * 2))]
     if "\\frac" in g:
         out.append(("latex/dfrac", g.replace("\\frac", "\\dfrac")))
+    if re.search(r"[-+=]", g) and not _PROSE.search(g):
+        out += [("latex/spaced", re.sub(r"\s*([-+=])\s*", r" \1 ", g).strip()), ("latex/unspaced", re.sub(r"\s+", "", g))]
     if "=" in g and re.match(r"^[a-z]\s*=", g):
         out.append(("assignment/other name", "w" + g.lstrip()[1:]))
     if "\\rightarrow" in g or "\\leftarrow" in g:

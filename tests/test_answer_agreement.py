@@ -89,7 +89,7 @@ def _spell(value: Fraction, rng: random.Random) -> str:
     if value.denominator == 1 and rng.random() < 0.4:
         n = int(value)
         return rng.choice([str(n), f"0{n}" if n >= 0 else str(n), f"{n:,}", f"x = {n}", f"\\text{{{n}}}",
-                           f"$ {n} $", f"{n}.0"])
+                           f"$ {n} $", f"{n}.0", f"{n}^\\circ", f"{n:,}".replace(",", ",\\! ")])
     if rng.random() < 0.5:
         a, b = value.numerator, value.denominator
         return rng.choice([f"\\frac{{{a}}}{{{b}}}", f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}"])
@@ -129,7 +129,8 @@ def test_fast_path_verdicts_are_math_verifys_on_random_numbers():
     "predicted, gold",
     [("42", "42"), ("43", "42"), ("025", "25"), ("x = 7", "7"), ("2125", "2,125"), ("-3", "3"),
      (r"\frac{2}{4}", r"\frac{1}{2}"), (r"\frac{3}{4}", r"\frac{1}{2}"), ("3/8", r"\dfrac{3}{8}"), ("0.25", r"\frac14"),
-     ("0.3", r"\frac{1}{4}"), (r"\text{12}", "12"), (r"\frac{\sqrt{21}}{5}", r"\frac{\sqrt{21}}{5}")],
+     ("0.3", r"\frac{1}{4}"), (r"\text{12}", "12"), (r"\frac{\sqrt{21}}{5}", r"\frac{\sqrt{21}}{5}"),
+     (r"120^\circ", "120"), ("p-q", "p - q"), (r"\left(-2, 1\right)", "(-2, 1)"), (r"\dfrac{\pi}{6}", r"\frac{\pi}{6}")],
 )
 def test_common_answers_never_wait_for_math_verify(predicted, gold):
     """Integers, fractions and wrong numbers are decided in-process: what keeps rewards fast."""

@@ -1,10 +1,11 @@
 """The fast path of answer checking: decides in-process only where math-verify's verdict is certain.
 
 :func:`quick_equal` answers True or False for answers it can read completely and whose verdict under
-math-verify (default settings, as :mod:`lapo.core.checker` runs it) is known: the gold's own spelling,
-plain numbers and fractions, and ``x = <number>`` against a number. Everything else (expressions,
-tuples, sets, percentages, units, several boxed parts, numbers close to each other) returns None and goes
-to math-verify. Pure: no torch, no math-verify.
+math-verify (default settings, as :mod:`lapo.core.checker` runs it) is known: the gold's own spelling
+(:func:`same_spelling`), plain numbers and fractions (:func:`read_number`, :func:`numbers_equal`), and
+``x = <number>`` against a number. Everything else (expressions, tuples, sets, percentages, units,
+several boxed parts, numbers close to each other) returns None and goes to math-verify.
+Pure: no torch, no math-verify.
 """
 
 from __future__ import annotations
@@ -35,24 +36,50 @@ class Number(NamedTuple):
 _INTEGER = re.compile(r"-?\d+")
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+")  # what math-verify reads as one number: 2,125
 _DECIMAL = re.compile(r"-?(?:\d+\.\d+|\.\d+)")  # not "5." (math-verify cannot read it)
-_FRACTION = re.compile(r"(-?)\\[dtc]?frac(?:\{(-?\d+)\}\{(-?\d+)\}|(\d)(\d))")
+_FRACTION = re.compile(r"(-?)\\[dtc]?frac(?:\{(-?\d+)\}\{(-?\d+)\}|\s?(\d)\s?(\d))")
 _SLASH = re.compile(r"(-?\d+)/(\d+)")
 # math-verify reads \text{25} as a symbol named "25" and compares its name with the gold's printed value:
 # equal to a gold 25 or 025 (printed 25), not \text{025} to either.
 _TEXT = re.compile(r"\\(?:text|textbf|mathrm)\{(-?\d+)\}")
+_FRAC_VARIANT = re.compile(r"\\[dtc]frac")
+_SIZED_DELIMITER = re.compile(r"\\(?:left|right)(?=[()\[\]|]|\\[{}|])")  # \left( but not \leftarrow
+_SPACES = re.compile(r"\s+")
+_NEGATIVE_SPACE = re.compile(r"\\!\s*")  # math-verify deletes it first: 10,\!080 is 10,080
+_DEGREES = re.compile(r"\s*\^\s*(?:\\circ|\{\\circ\})$")  # math-verify drops the unit: 120^\circ is 120
 _ASSIGNMENT = re.compile(r"([A-Za-z])\s*=\s*([^=]*)")
 # Letters math-verify does not read as a plain symbol on the left of a gold "x = 3" (e is Euler's number).
 _NOT_A_NAME = frozenset("e")
+
+
+def same_spelling(a: str, b: str) -> bool:
+    """Whether two answers differ only where the LaTeX they write does not: ``\\dfrac``/``\\tfrac`` for
+    ``\\frac``, ``\\left(``/``\\right)`` for ``(``/``)``, spaces next to a symbol (``p - q``, ``p-q``).
+
+    A space between letters or digits (``\\pi r``, ``2 3``) or after a comma (``32, 349``) stays: there it
+    can change what is read. math-verify normalises the same way before it parses.
+    """
+    return a == b or _spelling(a) == _spelling(b)
+
+
+def _spelling(answer: str) -> str:
+    s = _SIZED_DELIMITER.sub("", _FRAC_VARIANT.sub(r"\\frac", answer.strip()))
+    return _SPACES.sub(_kept_space, s)
+
+
+def _kept_space(m: re.Match) -> str:
+    before, after = m.string[m.start() - 1 : m.start()], m.string[m.end() : m.end() + 1]
+    keep = (before.isalnum() or before in ("\\", ",", ".")) and (after.isalnum() or after in (",", "."))
+    return " " if keep else ""
 
 
 def read_number(answer: str) -> Number | None:
     """The exact value of an answer that is one plain number or fraction as math-verify reads it, else None.
 
     Integers (``025`` is 25), thousands separators without spaces (``2,125``; ``32, 349`` is a list),
-    decimals, ``\\frac{a}{b}`` (``\\dfrac``, ``\\frac12``) and ``a/b``, optionally inside
-    one pair of ``$``. Anything else, inner spaces included (``2 3``, ``1 1/2``), is not read.
+    decimals, ``\\frac{a}{b}`` (``\\dfrac``, ``\\frac12``) and ``a/b``, optionally in degrees or
+    inside one pair of ``$``. Anything else, inner spaces included (``2 3``, ``1 1/2``), is not read.
     """
-    s = answer.strip()
+    s = _DEGREES.sub("", _NEGATIVE_SPACE.sub("", answer.strip())).strip()
     if len(s) > 2 and s[0] == s[-1] == "$" and "$" not in s[1:-1]:
         s = s[1:-1].strip()
     if len(s) > MAX_DIGITS:
@@ -120,7 +147,7 @@ def quick_equal(predicted: str, gold: str) -> bool | None:
         return numbers_equal(an, gn)
     if pn is not None and (an := _assigned_number(g, gold_side=True)) is not None:
         return numbers_equal(pn, an)
-    return None
+    return True if same_spelling(p, g) else None
 
 
 def is_valid_gold(gold: object) -> bool:
