@@ -130,7 +130,7 @@ def test_fast_path_verdicts_are_math_verifys_on_random_numbers():
     [("42", "42"), ("43", "42"), ("025", "25"), ("x = 7", "7"), ("2125", "2,125"), ("-3", "3"),
      (r"\frac{2}{4}", r"\frac{1}{2}"), (r"\frac{3}{4}", r"\frac{1}{2}"), ("3/8", r"\dfrac{3}{8}"), ("0.25", r"\frac14"),
      ("0.3", r"\frac{1}{4}"), (r"\text{12}", "12"), (r"\frac{\sqrt{21}}{5}", r"\frac{\sqrt{21}}{5}"),
-     (r"120^\circ", "120"), ("p-q", "p - q"), (r"\left(-2, 1\right)", "(-2, 1)"), (r"\dfrac{\pi}{6}", r"\frac{\pi}{6}")],
+     (r"120^\circ", "120"), ("10080", r"10,\!080"), ("p-q", "p - q"), (r"\left(-2, 1\right)", "(-2, 1)"), (r"\dfrac{\pi}{6}", r"\frac{\pi}{6}")],
 )
 def test_common_answers_never_wait_for_math_verify(predicted, gold):
     """Integers, fractions and wrong numbers are decided in-process: what keeps rewards fast."""
