@@ -97,8 +97,11 @@ def corpus() -> list[Nasty]:
         Nasty("unclosed_last_box", _boxed("3") + "\\boxed{4", "3", True),
         Nasty("unclosed_gold_after_wrong", _boxed("3") + "\\boxed{4", "4", False),
         Nasty("many_boxes_last_wrong", _boxed("3") * 5000 + _boxed("4"), "3", False),
-        Nasty("many_boxes_last_right", _boxed("4") * 5000 + _boxed("3"), "3", True),
-        Nasty("fbox_and_boxed_mix", "\\fbox{" * 2000 + _boxed("9") + "\\fbox{8}", "8", True),
+        Nasty("many_boxes_last_right", _boxed("4") * 5000 + _boxed("3", " I was wrong before. "), "3", True),
+        # boxes side by side are the parts of one answer, as math-verify reads them: "4, 3" is not 3
+        Nasty("many_boxes_side_by_side", _boxed("4") * 5000 + _boxed("3"), "3", False),
+        Nasty("fbox_and_boxed_mix", "\\fbox{" * 2000 + _boxed("9") + " Then instead: \\fbox{8}", "8", True),
+        Nasty("fbox_and_boxed_side_by_side", "\\fbox{" * 2000 + _boxed("9") + "\\fbox{8}", "9, 8", True),
         Nasty("boxed_with_spaces", "\\boxed   {6}", "6", True),
         Nasty("brace_soup", "".join(rng.choice("{}") for _ in range(MB)) + _boxed("1"), "2", False),
         Nasty("box_soup", "".join(rng.choice(["\\boxed{", "}", "{", "x"]) for _ in range(200_000)), "1", None),

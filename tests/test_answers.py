@@ -6,13 +6,14 @@ import re
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from lapo.core.checker import AnswerChecker
-from lapo.core.equivalence import as_number, normalize_answer
-from lapo.core.extract import extract_answer, extract_boxed
+from lapo.core.equivalence import Number, read_number
+from lapo.core.extract import boxed_answers, extract_answer, extract_boxed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -55,16 +56,47 @@ def test_no_fallback_ignores_plain_numbers():
 
 
 @pytest.mark.parametrize(
-    "raw, normal",
-    [(r"\dfrac{1}{2}", r"\frac{1}{2}"), ("x = 3", "3"), ("2,125", "2125"), (r"$ 5 $", "5"), (r"90^\circ", "90"), (r"\text{(A)}", "(A)")],
+    "text, parts",
+    [
+        (r"so \boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}.", ["(2, 2)", "(6, 2)"]),
+        (r"\boxed{1},\boxed{2},\boxed{3}", ["1", "2", "3"]),
+        (r"\boxed{1} or \boxed{2}", ["1", "2"]),
+        (r"\boxed{7} and again \boxed{7}", ["7"]),  # a part equal to the one after it counts once
+        (r"\boxed{1}, \boxed{7} and again \boxed{7}", ["7"]),  # 10 characters or more: an equal box stops the walk
+        (r"\boxed{3} is wrong. I recheck everything: \boxed{4}", ["4"]),  # 10 characters or more, no "and"
+        (r"\boxed{1}, " + "x" * 60 + r" \boxed{2}", ["1", "2"]),  # fewer than 70 characters with a comma
+        (r"\boxed{1}, " + "x" * 70 + r" \boxed{2}", ["2"]),  # 70 characters or more, even with a comma
+        (r"\boxed{\boxed{3}}", [r"\boxed{3}"]),
+        (r"\boxed{4} and \boxed{5", ["4"]),  # an unclosed box is no part
+        ("no box", []),
+    ],
 )
-def test_normalize_answer(raw, normal):
-    assert normalize_answer(raw) == normal
+def test_boxed_answers_are_the_last_box_and_the_boxes_that_join_it(text, parts):
+    assert boxed_answers(text) == parts
 
 
-@pytest.mark.parametrize("text", ["1" * 5000, "9" * 200 + "/1", r"\frac{1}{0}", "abc"])
-def test_as_number_refuses_what_it_cannot_read(text):
-    assert as_number(text) is None
+def test_answer_parts_are_joined_with_comma_and_space():
+    assert extract_answer(r"\boxed{32},\boxed{349}") == "32, 349"  # two numbers, not 32,349
+
+
+@pytest.mark.parametrize(
+    "text, value, decimal",
+    [("025", 25, False), ("-7", -7, False), ("2,125", 2125, False), (".5", Fraction(1, 2), True),
+     ("0.125", Fraction(1, 8), True), (r"\dfrac{3}{4}", Fraction(3, 4), False),
+     (r"-\frac{1}{2}", Fraction(-1, 2), False), (r"\frac{-1}{-2}", Fraction(1, 2), False),
+     (r"\frac12", Fraction(1, 2), False), ("3/56", Fraction(3, 56), False), ("$ 5 $", 5, False)],
+)
+def test_read_number(text, value, decimal):
+    assert read_number(text) == Number(Fraction(value), decimal)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1" * 5000, "9" * 200 + "/1", r"\frac{1}{0}", "abc", "2 3", "1 1/2", "32, 349", "1,2345", "0,500", "5.",
+     "10\\%", r"\left(5\right)", "x = 3", "1$,$000"],
+)
+def test_read_number_refuses_what_math_verify_reads_otherwise(text):
+    assert read_number(text) is None
 
 
 @pytest.mark.parametrize(

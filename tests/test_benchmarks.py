@@ -76,3 +76,9 @@ def test_generation_throughput_tiny(tmp_path):
     result = _run_tiny("generation_throughput.py", tmp_path)
     assert [len(v) for v in result["tokens_per_s"].values()] == [1, 1]  # one timed round after a warm-up round
     assert result["ratio_backend_to_bare"] > 0
+
+
+def test_answer_agreement_tiny(tmp_path):
+    result = _run_tiny("answer_agreement.py", tmp_path)
+    assert result["pairs"] == sum(c["pairs"] for c in result["by_kind"].values()) > 100  # the hand-written cases
+    assert result["differences"] and all(d["reason"] != "UNEXPLAINED" for d in result["differences"])

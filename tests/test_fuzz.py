@@ -37,7 +37,7 @@ from lapo.cli import main as lapo_main
 from lapo.core import length
 from lapo.core.checker import AnswerChecker
 from lapo.core.equivalence import is_valid_gold
-from lapo.core.extract import extract_answer, extract_boxed
+from lapo.core.extract import boxed_answers, extract_answer, extract_boxed
 from lapo.score import score_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -512,7 +512,7 @@ def wrong_answer_cases(draw):
     wrapper = draw(st.sampled_from(["plain", "decoy_box_before", "open_box_after", "gold_unboxed_after", "fbox"]))
     text = {
         "plain": f"{before}\\boxed{{{p}}}{after}",
-        "decoy_box_before": f"\\boxed{{{g}}}{before} wait, no: \\boxed{{{p}}}{after}",
+        "decoy_box_before": f"\\boxed{{{g}}}{before} Wait. No. \\boxed{{{p}}}{after}",
         "open_box_after": f"{before}\\boxed{{{p}}}{after}\\boxed{{{g}",
         "gold_unboxed_after": f"{before}\\boxed{{{p}}} (not ${g}$){after}",
         "fbox": f"{before}\\fbox{{{p}}}{after}",
@@ -535,8 +535,8 @@ def test_fuzz_wrong_answers_are_never_judged_correct(checker, number_checker):
             tally[(kind, same, ok)] += 1
             if not same:
                 assert ok is False, (kind, g, p, text)
-            elif kind in ("int", "frac"):  # decided exactly by the fast path: never lost
-                assert ok is True, (kind, g, p, text)
+            elif kind in ("int", "frac") and len(boxed_answers(text)) == 1:  # equal numbers, in any spelling
+                assert ok is True, (kind, g, p, text)  # (a decoy box that joins the answer makes it "g, p")
         # last_number fallback: the last number after the reasoning is the answer, compared exactly
         completions = [f"<think>{n + 1} {n}</think>{noise} so {m}{noise}" for n, m, noise in numbers]
         got = number_checker.check_many(completions, [str(n) for n, _, _ in numbers])

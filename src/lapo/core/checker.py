@@ -2,11 +2,12 @@
 
 A completion's final answer (:mod:`lapo.core.extract`) is compared with the gold answer in two steps:
 
-1. the fast path (:mod:`lapo.core.equivalence`), in the calling process, which decides only where it is
-   certain (normalised strings, exact rational numbers);
-2. ``math-verify`` for everything else, run in worker processes that are killed when a check passes its
-   time limit. math-verify's own limit uses ``signal.alarm``, which only works in the main thread of the
-   main interpreter; a killed process works everywhere (threads, dataloader workers, Ray actors).
+1. the fast path (:mod:`lapo.core.equivalence`), in the calling process, which decides only where
+   math-verify's verdict is certain (the gold's own spelling, plain numbers and fractions);
+2. ``math-verify`` for everything else, at its default settings, in worker processes that are killed
+   when a check passes its time limit. math-verify's own limit uses ``signal.alarm``, which only works in
+   the main thread of the main interpreter; a killed process works everywhere (threads, dataloader
+   workers, Ray actors).
 
 A check that fails, raises or runs out of time counts as wrong. Nothing here ever raises on a completion.
 """
@@ -34,15 +35,21 @@ DEFAULT_TIMEOUT_S = 1.0
 
 
 def _verify_in_process(predicted: str, gold: str, gold_cache: dict) -> bool:
-    """math-verify on two extracted answers (runs inside a worker; gold parsed once per worker)."""
-    from math_verify import parse, verify
+    """math-verify on a gold answer and an extracted answer (runs inside a worker; gold parsed once per worker).
+
+    The gold is parsed as math-verify's README parses one, inside ``$...$``. The answer is parsed from its
+    box alone, without math-verify's search of unboxed text: when a box cannot be read, that search would
+    grade the numbers inside it instead (``2\\left(x=5\\right)`` read as ``5``).
+    """
+    from math_verify import LatexExtractionConfig, parse, verify
 
     if gold not in gold_cache:
         if len(gold_cache) > 10_000:
             gold_cache.clear()
-        gold_cache[gold] = parse("\\boxed{" + gold + "}", parsing_timeout=None)
+        gold_cache[gold] = parse("$" + gold + "$", parsing_timeout=None)
     gold_parsed = gold_cache[gold]
-    pred_parsed = parse("\\boxed{" + predicted + "}", parsing_timeout=None)
+    box_only = [LatexExtractionConfig(try_extract_without_anchor=False)]
+    pred_parsed = parse("\\boxed{" + predicted + "}", extraction_config=box_only, parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
