@@ -137,7 +137,7 @@ def read_rollouts(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             if looks_binary(line):
-                raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); --input must be JSON lines, "
+                raise LapoError(f"{path}:{number}: holds NUL bytes (a binary file?); --input must be JSON lines, "
                                 f"one object {LINE_FORMAT} a line.")
             try:
                 row = json.loads(line)

@@ -67,8 +67,14 @@ def read_jsonl_lenient(path: str | os.PathLike) -> list[dict]:
 
 
 def looks_binary(line: str) -> bool:
-    """A line read with ``errors="replace"`` that held NUL bytes or bytes that are not UTF-8: not a text file."""
-    return "\x00" in line or "\ufffd" in line
+    """A line holding a raw NUL byte: not a text file.
+
+    JSON never writes NUL unescaped, and every binary format has one within a few bytes. Bytes that are
+    not UTF-8 are *not* refused: engines write a completion cut inside a multi-byte character raw, and
+    reading with ``errors="replace"`` scores such a line with replacement characters instead of
+    failing a whole rollout file over one broken token.
+    """
+    return "\x00" in line
 
 
 def slug(text: str, default: str = "model") -> str:

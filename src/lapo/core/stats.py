@@ -184,7 +184,7 @@ class LengthStats:
 def _record(path: Path, number: int, line: str) -> LengthRecord:
     """One line of a statistics file; anything else is a :class:`LapoError` naming the file and the line."""
     if looks_binary(line):
-        raise LapoError(f"{path}:{number}: not UTF-8 text (a binary file?); pass the length_stats.jsonl that "
+        raise LapoError(f"{path}:{number}: holds NUL bytes (a binary file?); pass the length_stats.jsonl that "
                         "`lapo train` writes.")
     try:
         return LengthRecord.from_json(json.loads(line))
