@@ -150,6 +150,9 @@ def _check_knobs(name: str, knobs: dict, max_length: int | None) -> None:
         if knob in knobs and not knobs[knob] > 0:
             raise LapoError(f"method {name}: {knob}={knobs[knob]} must be positive; the paper's is "
                             f"{get(name, True).knobs[knob]}.")
+    if "budget_low" in knobs and (knobs["budget_low"] is None or knobs["budget_high"] is None):
+        raise LapoError(f"method {name} needs budgets (the N of its prompts): set budget_low and budget_high, "
+                        f"the range N is drawn from (L1: 100 and 4000).")
     if "budget_low" in knobs and not 0 < knobs["budget_low"] <= knobs["budget_high"]:
         raise LapoError(f"method {name}: budget_low={knobs['budget_low']} must be positive and at most "
                         f"budget_high={knobs['budget_high']}; budgets are drawn from U(budget_low, budget_high).")
