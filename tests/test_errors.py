@@ -107,7 +107,7 @@ CASES: list[Case] = [
      ("t.json", "not readable JSON", "regenerate")),
     ("score-tokenizer-nonexistent", lambda t: _score(t, _row(num_tokens=None), extra=("--tokenizer", "nonexistent")),
      ("--tokenizer 'nonexistent'", "hub id org/name")),
-    ("score-missing-required", lambda t: ["score"], ("--stage, --input", "lapo score --help")),
+    ("score-missing-required", lambda t: ["score"], ("--input", "lapo score --help")),
     # ---- lapo stats
     ("stats-malformed-json", lambda t: ["stats", str(_lines(t / "s.jsonl", "not json"))],
      ("s.jsonl:1", "not a length record", '"lengths"')),
