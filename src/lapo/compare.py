@@ -4,6 +4,7 @@
     lapo compare --methods plain,lapo-d,lapo-i    # a chosen set
     lapo compare --config RECIPE --steps 200      # any recipe
     lapo compare --smoke                          # a tiny model built on the spot, a few steps (the tests)
+    lapo compare --sweep 20,40,80                 # also: produced against requested length of L1 and LAPO-I
 
 Every method starts from the recipe's base model with the same optimizer steps, seed, batch and generation
 settings; only its reward, its prompts (L1's budget sentence) and its schedule (ThinkPrune's caps) differ
@@ -13,7 +14,8 @@ with the same samples per problem and seeds; L1 models with their budget sentenc
 default the middle of their training range), every other model with the plain prompt. The report
 (``<out>/compare.md``) holds a table shaped like the paper's Table 1 (Pass@1 per level, mean tokens, change
 against the base), the efficiency frontier (``frontier.png``) and tokens per level beside the minimal length
-(``levels.png``); ``<out>/compare.json`` holds every figure.
+(``levels.png``), with ``--sweep`` the budget models' produced against requested length (``sweep.png``);
+``<out>/compare.json`` holds every figure.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class CompareSettings:
     seed: int = 0
     budget: int | None = None  # N of L1 models' prompts at evaluation (None: the middle of their budget range)
     smoke: bool = False
+    threads: int = 1  # torch threads while training: the embedded model (1.4M parameters) is faster on one
+    sweep: list[int] = field(default_factory=list)  # budgets N at which the budget-trained models are swept
     overrides: list[str] = field(default_factory=list)
 
     @property
@@ -67,7 +71,7 @@ def check_settings(s: CompareSettings) -> None:
         registry.get(name)
     if len(set(s.methods)) != len(s.methods):
         raise LapoError(f"--methods {','.join(s.methods)} names a method twice; name each once.")
-    for flag, value in (("--steps", s.steps), ("--k", s.k), ("--eval-problems", s.eval_problems),
+    for flag, value in (("--steps", s.steps), ("--k", s.k), ("--threads", s.threads), ("--eval-problems", s.eval_problems),
                         ("--budget", s.budget)):
         if value is not None and value < 1:
             raise LapoError(f"{flag} {value} must be at least 1.")
@@ -125,10 +129,9 @@ def eval_budget(s: CompareSettings, spec) -> int | None:
     return s.budget or (spec.knobs["budget_low"] + spec.knobs["budget_high"]) // 2
 
 
-def evaluate_method(s: CompareSettings, label: str, model: str, how, dataset: str, budget_sentence=None,
-                    budget=None) -> dict:
-    """`lapo eval` of one model on the recipe's test split (same problems, k, seeds and sampling for all)."""
-    from lapo.eval.evaluate import evaluate
+def eval_settings(s: CompareSettings, label: str, model: str, how, dataset: str, budget_sentence=None,
+                  budget=None):
+    """`lapo eval`'s settings for one model on the recipe's test split (same problems, k, seeds and sampling)."""
     from lapo.eval.settings import EvalSettings
 
     fmt = how.prompt_format
@@ -137,16 +140,53 @@ def evaluate_method(s: CompareSettings, label: str, model: str, how, dataset: st
         fmt = str(s.out / f"prompt_format-{label}.json")
         Path(fmt).write_text(json.dumps({**data, "budget_template": budget_sentence}, indent=1))
     problems = 10 if s.smoke else (s.eval_problems or DEFAULT_EVAL_PROBLEMS)
-    settings = EvalSettings(
+    return EvalSettings(
         model=model, dataset=dataset, k=s.k, limit=problems, max_new_tokens=how.max_new_tokens,
         out=str(s.out / "eval" / label), label=label, seed=s.seed, prompt_format=fmt,
         answer_fallback=how.answer_fallback, budget=f"fixed:{budget}" if budget else "none", progress=False,
     )
-    return evaluate(settings)
+
+
+def evaluate_method(s: CompareSettings, *args) -> dict:
+    """`lapo eval` of one model (:func:`eval_settings`)."""
+    from lapo.eval.evaluate import evaluate
+
+    return evaluate(eval_settings(s, *args))
+
+
+def sweep_methods(s: CompareSettings, specs: dict, dirs: dict, how, dataset: str) -> dict[str, list[dict]]:
+    """``--sweep N1,N2``: each budget-trained model (L1, LAPO-I) evaluated at every N with its own sentence;
+    {method: points of produced against requested length}, plotted together in ``sweep.png``."""
+    from lapo.eval.evaluate import run_sweep, sweep_points
+    from lapo.eval.plots import plot_sweep
+
+    out = {}
+    for m in s.methods:
+        sentence = specs[m].method.budget_template
+        if not sentence:
+            continue
+        _say(f"sweeping {LABELS[m]} over N = {', '.join(map(str, s.sweep))}")
+        settings = eval_settings(s, f"{LABELS[m]}-sweep", str(dirs[m]), how, dataset, sentence)
+        summaries, _ = run_sweep(settings, list(s.sweep))
+        out[m] = sweep_points(summaries)
+    if out:
+        plot_sweep({LABELS[m]: points for m, points in out.items()}, s.out / "sweep.png")
+    return out
 
 
 def run_compare(s: CompareSettings) -> dict:
     """Train every method, evaluate every model and the base, write the report; returns compare.json's data."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(s.threads)  # 2 threads made a training step of the embedded model ~10x slower on 2 busy cores
+    try:
+        return _run_compare(s)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_compare(s: CompareSettings) -> dict:
     from lapo.quickstart import build_smoke_model, grading
     from lapo.train.run import run
 
@@ -174,7 +214,9 @@ def run_compare(s: CompareSettings) -> dict:
         _say(f"evaluating {LABELS[m]}" + (f" with the budget sentence at N={budget}" if budget else ""))
         summaries[m] = _timed(timings, f"eval {m}", evaluate_method, s, LABELS[m], str(dirs[m]), how, dataset,
                               sentence, budget)
+    sweep = _timed(timings, "sweep", sweep_methods, s, specs, dirs, how, dataset) if s.sweep else {}
     data = compare_data(s, summaries, specs, timings, time.monotonic() - start)
+    data["sweep"] = sweep
     write_report(s, data, summaries)
     return data
 
@@ -258,6 +300,16 @@ def tokens_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(data: dict) -> str:
+    """Per budget-trained model and requested N: produced tokens, L1's signed error, off-budget share, Pass@1."""
+    lines = ["| model | N | produced | (L-N)/N | \\|L-N\\|/N | off by >10% | Pass@1 |", "|---|---|---|---|---|---|---|"]
+    for m, points in data["sweep"].items():
+        for p in points:
+            lines.append(f"| {LABELS[m]} | {p['requested']:.0f} | {p['produced']:.1f} | {p['signed_rel_error']:+.3f} | "
+                         f"{p['mean_rel_error']:.3f} | {_pct(p['off_budget'])} | {_pct(p['pass_at_1'])} |")
+    return "\n".join(lines)
+
+
 def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
@@ -285,6 +337,8 @@ def write_report(s: CompareSettings, data: dict, summaries: dict) -> Path:
         "## Constants", "",
         *[f"- {data['methods'][m]['label']}: {json.dumps(data['methods'][m]['constants'])}" for m in s.methods], "",
         *[f"![{p.stem}]({p.name})" for p in plots], "",
+        *(["## Budget adherence (--sweep)", "", sweep_table(data), "", "![sweep](sweep.png)", ""] if data.get("sweep")
+          else []),
         f"Wall time: {data['wall_s'] / 60:.1f} min.", "",
     ]
     write_json(s.out / "compare.json", data)
@@ -309,12 +363,19 @@ def parse_args(argv: list[str]) -> CompareSettings:
     p.add_argument("--budget", type=int, help="N of L1 models' budget sentence at evaluation (default: the middle "
                                               "of their training range)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads while training (default 1: the embedded "
+                                                         "model trains faster on one thread than on two)")
     p.add_argument("--smoke", action="store_true", help="tiny model built on the spot, 2 steps per method")
+    p.add_argument("--sweep", default="", help="comma-separated budgets N: also evaluate the budget-trained models "
+                                              "(L1, LAPO-I) at each N and plot produced against requested length")
     p.add_argument("overrides", nargs="*", help="recipe overrides for every run, e.g. learning_rate=5e-5")
     a = p.parse_args(argv)
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    sweep = [v.strip() for v in a.sweep.split(",") if v.strip()]
+    if not all(v.isdigit() and int(v) > 0 for v in sweep):
+        raise LapoError(f"--sweep {a.sweep!r} must be positive whole numbers separated by commas, e.g. 20,40,80.")
     return CompareSettings(methods, a.config, a.out, a.steps, a.k, a.eval_problems, a.seed, a.budget, a.smoke,
-                           list(a.overrides))
+                           a.threads, [int(v) for v in sweep], list(a.overrides))
 
 
 @command("compare")
