@@ -72,6 +72,7 @@ BAD = [
     (["--method", "kimi", "method_args.alpha=1"], "method kimi has no knob alpha"),
     (["--method", "l1-exact", "method_args.budget_low=null"], "method l1-exact needs budgets"),
     (["--method", "thinkprune", "method_args.caps=[4096]"], "cap 4096 is above max_completion_length=24"),
+    (["--method", "plain", "--stage", "internalization"], "--stage internalization does not go with method plain"),
 ]
 
 
@@ -81,3 +82,22 @@ def test_bad_method_input_is_one_line_before_any_model_loads(extra, message, tmp
     assert cli(["train", *extra, *toy_overrides(missing_model, toy_problems, tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lapo train: ") and message in err and "\n" not in err
+
+
+def test_a_recipes_methods_section_is_checked_for_every_method_it_names(tmp_path):
+    from lapo.errors import LapoError
+    from lapo.train.config import load_run_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("methods:\n  kimi: {alpha: 1}\n")
+    with pytest.raises(LapoError, match="method kimi has no knob alpha"):
+        load_run_config(recipe, ["method=plain", "use_cpu=true", "bf16=false"])
+
+
+def test_the_chosen_methods_recipe_constants_apply_and_the_command_line_wins(tmp_path):
+    from lapo.train.config import load_run_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: l1-max\nmethods:\n  l1-max: {alpha: 0.01, budget_low: 5}\n")
+    knobs = load_run_config(recipe, ["method_args.alpha=0.02", "use_cpu=true", "bf16=false"]).method.knobs
+    assert (knobs["alpha"], knobs["budget_low"], knobs["delta"]) == (0.02, 5, 0.5)
