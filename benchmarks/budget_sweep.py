@@ -42,7 +42,8 @@ def main() -> int:
         run = "lapo" if method == "lapo-i" else method
         model = a.compare / "runs" / run / ("internalization" if method == "lapo-i" else "discovery") / "final"
         fmt = work / f"{method}.json"
-        fmt.write_text(json.dumps({**base_format, "budget_template": get(method).budget_template}))
+        sentence = data["methods"][method]["constants"].get("sentence") or get(method).budget_template
+        fmt.write_text(json.dumps({**base_format, "budget_template": sentence}))
         settings = EvalSettings(model=str(model), dataset="counting", k=a.k, limit=a.limit, max_new_tokens=a.max_new_tokens,
                                 out=str(work / method), label=LABELS[method], prompt_format=str(fmt),
                                 answer_fallback="none", budget=f"sweep:{a.budgets}", progress=False)

@@ -152,3 +152,13 @@ def test_budgets_are_drawn_per_problem_within_the_range_and_seeded():
     a = budgets.draw_budgets([f"p{i}" for i in range(200)], 20, 100, seed=3)
     assert a == budgets.draw_budgets([f"p{i}" for i in reversed(range(200))], 20, 100, seed=3)
     assert min(a.values()) >= 20 and max(a.values()) <= 100 and len(set(a.values())) > 30
+
+
+def test_l1s_sentence_knob_replaces_its_budget_sentence():
+    spec = registry.resolve("l1-exact", {"sentence": "I will answer the question with {n} tokens."})
+    assert spec.budget_template == "I will answer the question with {n} tokens." and "sentence" not in spec.reward_args()
+
+
+def test_a_sentence_without_its_placeholder_is_an_error():
+    with pytest.raises(LapoError, match="must contain the placeholder"):
+        registry.resolve("l1-max", {"sentence": "Think briefly."})

@@ -162,7 +162,7 @@ def sweep_methods(s: CompareSettings, specs: dict, dirs: dict, how, dataset: str
 
     out = {}
     for m in s.methods:
-        sentence = specs[m].method.budget_template
+        sentence = specs[m].budget_template
         if not sentence:
             continue
         _say(f"sweeping {LABELS[m]} over N = {', '.join(map(str, s.sweep))}")
@@ -210,7 +210,7 @@ def _run_compare(s: CompareSettings) -> dict:
     specs = {m: _spec(configs, m) for m in s.methods}
     for m in s.methods:
         budget = eval_budget(s, specs[m]) if m != "lapo-i" else None
-        sentence = specs[m].method.budget_template if budget else None
+        sentence = specs[m].budget_template if budget else None
         _say(f"evaluating {LABELS[m]}" + (f" with the budget sentence at N={budget}" if budget else ""))
         summaries[m] = _timed(timings, f"eval {m}", evaluate_method, s, LABELS[m], str(dirs[m]), how, dataset,
                               sentence, budget)

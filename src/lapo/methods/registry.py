@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from lapo.core import length
-from lapo.core.budget import DEFAULT_TEMPLATE
+from lapo.core.budget import DEFAULT_TEMPLATE, check_template
 from lapo.errors import LapoError
 from lapo.methods import formulas as f
 
@@ -51,9 +51,10 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("plain", f.plain, {}, "GRPO with the correctness reward alone (DeepSeekMath, arXiv 2402.03300)"),
-        Method("l1-exact", f.l1_exact, {"alpha": f.L1_ALPHA, **_BUDGET_KNOBS},
+        Method("l1-exact", f.l1_exact, {"alpha": f.L1_ALPHA, **_BUDGET_KNOBS, "sentence": L1_EXACT_TEMPLATE},
                "L1 / LCPO-Exact (Aggarwal & Welleck, arXiv 2503.04697)", budget_template=L1_EXACT_TEMPLATE),
-        Method("l1-max", f.l1_max, {"alpha": f.L1_ALPHA, "delta": f.L1_MAX_DELTA, **_BUDGET_KNOBS},
+        Method("l1-max", f.l1_max, {"alpha": f.L1_ALPHA, "delta": f.L1_MAX_DELTA, **_BUDGET_KNOBS,
+                                    "sentence": L1_MAX_TEMPLATE},
                "L1 / LCPO-Max (Aggarwal & Welleck, arXiv 2503.04697)", budget_template=L1_MAX_TEMPLATE),
         Method("thinkprune", f.thinkprune, {"caps": list(THINKPRUNE_CAPS)},
                "ThinkPrune (Hou et al., arXiv 2504.01296)", needs_cap=True),
@@ -78,7 +79,7 @@ LAPO_METHODS = ("lapo-d", "lapo-i", "lapo")
 # `lapo` is both stages: LAPO-D's knobs for stage 1 and LAPO-I's for stage 2 (training only).
 STAGE_NAMES = {"discovery": "lapo-d", "internalization": "lapo-i"}
 # Knobs that are budgets' sampling or the cap schedule, not arguments of the reward function.
-NOT_REWARD_ARGS = ("budget_low", "budget_high", "caps")
+NOT_REWARD_ARGS = ("budget_low", "budget_high", "caps", "sentence")
 
 
 def names(training: bool = False) -> list[str]:
@@ -107,13 +108,18 @@ class MethodSpec:
     def method(self) -> Method:
         return get(self.name, training=True)
 
+    @property
+    def budget_template(self) -> str | None:
+        """The budget sentence its prompts carry: the ``sentence`` knob (L1), else the method's."""
+        return self.knobs.get("sentence") or self.method.budget_template
+
     def reward_args(self) -> dict:
         return {k: v for k, v in self.knobs.items() if k not in NOT_REWARD_ARGS}
 
     def as_dict(self) -> dict:
         m = self.method
         return {"name": self.name, "knobs": dict(self.knobs), "source": m.source,
-                "budget_sentence": m.budget_template, "group_aware": m.group_aware}
+                "budget_sentence": self.budget_template, "group_aware": m.group_aware}
 
 
 def resolve(name: str, overrides: Mapping[str, Any] | None = None, *, training: bool = False,
@@ -135,6 +141,9 @@ def _number(method: str, knob: str, value: Any) -> Any:
     """A knob's value from YAML or the command line: numbers (or a list of numbers for ``caps``), or null."""
     if value is None:
         return None
+    if knob == "sentence":  # L1's budget sentence, e.g. to give L1 LAPO's wording: the one knob that is text
+        check_template(str(value))
+        return str(value)
     if knob == "caps":
         items = value if isinstance(value, (list, tuple)) else str(value).strip("[]").split(",")
         return [_number(method, "cap", v) for v in items]

@@ -122,7 +122,7 @@ def build_method_dataset(problems, tokenizer, cfg: StageConfig, spec):
     method = spec.method
     if not method.needs_budget:
         return build_dataset(problems, tokenizer, cfg)
-    fmt = replace(cfg.lapo.prompt_format(), budget_template=method.budget_template)
+    fmt = replace(cfg.lapo.prompt_format(), budget_template=spec.budget_template)
     budgets = draw_budgets([p.id for p in problems], spec.knobs["budget_low"], spec.knobs["budget_high"], cfg.grpo.seed)
     rows = prompt_rows(problems, tokenizer, fmt)
     rows["prompt"] = [render_prompt(p.problem, tokenizer, fmt, budget=budgets[p.id]) for p in problems]
