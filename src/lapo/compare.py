@@ -216,6 +216,7 @@ def _run_compare(s: CompareSettings) -> dict:
                               sentence, budget)
     sweep = _timed(timings, "sweep", sweep_methods, s, specs, dirs, how, dataset) if s.sweep else {}
     data = compare_data(s, summaries, specs, timings, time.monotonic() - start)
+    data["training"] = {m: training_curve(path.parent) for m, path in dirs.items()}
     data["sweep"] = sweep
     write_report(s, data, summaries)
     return data
@@ -237,6 +238,19 @@ def _timed(timings: dict, what: str, fn, *args):
         return fn(*args)
     finally:
         timings[what] = round(time.monotonic() - t0, 1)
+
+
+def training_curve(stage_dir: Path) -> dict:
+    """The training log's accuracy and mean length at the stage's first and last step (how it started and ended)."""
+    from lapo.core.io import read_jsonl_lenient
+    from lapo.train.rundir import LOG_FILE
+
+    path = stage_dir / LOG_FILE
+    steps = [e for e in read_jsonl_lenient(path) if "lapo/accuracy" in e] if path.is_file() else []
+    if not steps:
+        return {}
+    pick = {"accuracy": "lapo/accuracy", "mean_length": "lapo/mean_length"}
+    return {f"{when}_{k}": steps[i].get(v) for when, i in (("first", 0), ("last", -1)) for k, v in pick.items()}
 
 
 def brief(summary: dict) -> dict:
