@@ -101,3 +101,16 @@ def test_the_chosen_methods_recipe_constants_apply_and_the_command_line_wins(tmp
     recipe.write_text("method: l1-max\nmethods:\n  l1-max: {alpha: 0.01, budget_low: 5}\n")
     knobs = load_run_config(recipe, ["method_args.alpha=0.02", "use_cpu=true", "bf16=false"]).method.knobs
     assert (knobs["alpha"], knobs["budget_low"], knobs["delta"]) == (0.02, 5, 0.5)
+
+
+def test_the_run_directorys_recipe_reruns_the_same_method_and_constants(tmp_path):
+    from lapo.train.config import load_run_config
+    from lapo.train.rundir import recipe_of
+
+    run = load_run_config("counting", ["method=kimi", "method_args.weight=0.5", f"output_dir={tmp_path / 'r'}"])
+    recipe = tmp_path / "again.yaml"
+    import yaml
+
+    recipe.write_text(yaml.safe_dump(recipe_of(run)))
+    again = load_run_config(recipe, [])
+    assert (again.method.name, again.method.knobs) == ("kimi", {"weight": 0.5})

@@ -436,6 +436,11 @@ def load_run_config(
         _check_extras_installed(cfg)
     selected = STAGES if chosen == "all" else (chosen,)
     spec = method_spec(name, knobs, stages)
+    for cfg in stages.values():  # recipe.yaml re-runs the same method with the same constants
+        if name != "lapo":
+            cfg.resolved["method"] = name
+        if name not in LAPO_KNOB_KEYS and spec.knobs:
+            cfg.resolved["method_args"] = dict(spec.knobs)
     return RunConfig(run_dir, stages, selected, resume, str(recipe) if recipe else None, env, spec)
 
 
