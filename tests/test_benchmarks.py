@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -82,3 +84,24 @@ def test_answer_agreement_tiny(tmp_path):
     result = _run_tiny("answer_agreement.py", tmp_path)
     assert result["pairs"] == sum(c["pairs"] for c in result["by_kind"].values()) > 100  # the hand-written cases
     assert result["differences"] and all(d["reason"] != "UNEXPLAINED" for d in result["differences"])
+
+
+@pytest.mark.slow
+def test_compare_methods_and_budget_sweep_tiny(tmp_path):
+    """benchmarks/compare_methods.py on `lapo compare --smoke` (3 methods), then budget_sweep.py on its models."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, work = tmp_path / "compare.json", tmp_path / "cmp"
+    command = [sys.executable, str(BENCHMARKS / "compare_methods.py"), "--out", str(out), "--work", str(work), "--",
+               "--smoke", "--methods", "plain,l1-exact,lapo-i"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["wall_s"] > 0 and result["load_1min_samples"] and list(result["compare"]["summaries"]) == [
+        "base", "plain", "l1-exact", "lapo-i"]
+    sweep = tmp_path / "sweep.json"
+    command = [sys.executable, str(BENCHMARKS / "budget_sweep.py"), "--compare", str(work), "--budgets", "8,16",
+               "--limit", "2", "--k", "1", "--max-new-tokens", "24", "--out", str(sweep)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    points = json.loads(sweep.read_text())["points"]
+    assert {m: [p["requested"] for p in v] for m, v in points.items()} == {"l1-exact": [8, 16], "lapo-i": [8, 16]}

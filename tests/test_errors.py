@@ -107,7 +107,7 @@ CASES: list[Case] = [
      ("t.json", "not readable JSON", "regenerate")),
     ("score-tokenizer-nonexistent", lambda t: _score(t, _row(num_tokens=None), extra=("--tokenizer", "nonexistent")),
      ("--tokenizer 'nonexistent'", "hub id org/name")),
-    ("score-missing-required", lambda t: ["score"], ("--stage, --input", "lapo score --help")),
+    ("score-missing-required", lambda t: ["score"], ("--input", "lapo score --help")),
     # ---- lapo stats
     ("stats-malformed-json", lambda t: ["stats", str(_lines(t / "s.jsonl", "not json"))],
      ("s.jsonl:1", "not a length record", '"lengths"')),
@@ -297,7 +297,7 @@ def test_a_multi_line_message_is_printed_on_one_line(capsys):
 def test_an_unknown_command_is_one_line(capsys):
     assert main(["trian"]) == 2
     assert capsys.readouterr().err == "lapo: unknown command 'trian'; choose one of " + \
-        "train, eval, report, score, stats, warmstart, quickstart.\n"
+        "train, eval, report, score, stats, compare, warmstart, quickstart.\n"
 
 
 # The before-stop hook's probes, through the installed console script's code path in a fresh process.

@@ -281,3 +281,19 @@ def test_aime24_slice_pass_at_1_on_fixed_completions(tmp_path, char_tok):
                             out=str(tmp_path / "a"), progress=False, prompt_format="plain", batch_size=1)
     summary = ev.evaluate(settings, tokenizer=char_tok, backend=FixedBackend(char_tok, answers))
     assert summary["pass_at_1"] == 0.5
+
+
+def test_budget_sweep_evaluates_each_n_and_plots_produced_against_requested(tmp_path, tiny):
+    out = tmp_path / "sweep"
+    code = ev.main(["--model", str(tiny), "--dataset", "counting", "--limit", "2", "--k", "1", "--max-new-tokens",
+                    "8", "--out", str(out), "--no-progress", "--budget", "sweep:5,12", "--prompt-format", "plain"])
+    points = json.loads((out / "sweep.json").read_text())
+    assert code == 0 and [p["requested"] for p in points] == [5, 12] and (out / "sweep.png").is_file()
+
+
+def test_fixed_budget_reports_l1s_signed_error_and_off_budget_share(tmp_path, char_tok):
+    backend = FixedBackend(char_tok, lambda p: "\\boxed{1}")  # 10 tokens with EOS, for a budget of 6
+    summary = ev.evaluate(_counting(tmp_path, budget="fixed:6", budget_tolerance=0.2), tokenizer=char_tok,
+                          backend=backend)
+    adh = summary["budget_adherence"]
+    assert (adh["signed_rel_error"], adh["off_budget"]) == (pytest.approx(4 / 6), 1.0)

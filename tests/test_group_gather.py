@@ -77,3 +77,25 @@ def test_the_straddling_group_is_scored_whole(rank1_of_2):
     _call(DiscoveryReward(G, stats, AnswerChecker(workers=0)), RANK1)
     records = {r.problem_id: r.lengths for r in stats.records}
     assert records == {"a": (100, 300, 200), "b": (80, 100, 120), "c": (40, 60, 90)}  # b: rows 4, 6, 7
+
+
+GROUP_AWARE = ["kimi", "shorterbetter", "arora-zanette"]
+
+
+def _method(name):
+    from lapo.methods.registry import resolve
+    from lapo.train.rewards import MethodReward
+
+    return MethodReward(G, LengthStats(), AnswerChecker(workers=0), resolve(name), max_length=400, total_steps=10)
+
+
+@pytest.mark.parametrize("name", GROUP_AWARE)
+def test_group_aware_methods_gather_whole_groups_like_lapo(name, rank1_of_2, monkeypatch):
+    mine, _ = _call(_method(name), RANK1)
+    monkeypatch.undo()
+    whole, _ = _call(_method(name), slice(0, 12))
+    # Group b scored on rank 1's half alone (rows 6-7), as a per-slice reward would: other rewards.
+    from lapo.methods.registry import resolve, score_group
+
+    half = score_group(resolve(name), [c == RIGHT for c in COMPLETIONS[6:8]], LENGTHS[6:8], cap=400).rewards
+    assert mine == whole[RANK1] and mine[:2] != half

@@ -91,6 +91,7 @@ def test_adherence_on_fixed_lengths_and_budgets():
     # |L-N|/N = .1, .1, .25, 0; ranks L 1..4 against N 1.5,1.5,3.5,3.5 -> rho = 4 / sqrt(20)
     assert mt.adherence(records) == {
         "num_samples": 4, "mean_rel_error": pytest.approx(0.1125), "within_10pct": 0.75,
+        "signed_rel_error": pytest.approx((-0.1 + 0.1 - 0.25 + 0) / 4), "tolerance": 0.1, "off_budget": 0.25,
         "spearman": pytest.approx(4 / math.sqrt(20)), "mean_budget": 150.0,
     }
 
@@ -101,3 +102,8 @@ def test_adherence_with_one_fixed_budget_has_no_rank_correlation():
 
 def test_adherence_is_none_without_budgets():
     assert mt.adherence([rec("a", 1, 90)]) is None
+
+
+def test_adherence_counts_samples_off_by_more_than_the_tolerance():
+    records = [rec("a", 1, 90, budget=100), rec("b", 1, 130, budget=100), rec("c", 1, 160, budget=100)]
+    assert mt.adherence(records, tolerance=0.35)["off_budget"] == pytest.approx(1 / 3)

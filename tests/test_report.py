@@ -99,7 +99,14 @@ def test_adherence_table_keeps_its_columns_despite_pipes_in_the_header():
     adh = {"num_samples": 8, "mean_rel_error": 0.125, "within_10pct": 0.5, "spearman": 0.8, "mean_budget": 40.0}
     table = rp.adherence_table([summary("m", "counting", 0.8, 40, budget="fixed:40", adherence=adh)])
     counts = {line.replace("\\|", "").count("|") for line in table.splitlines()}
-    assert counts == {7}
+    assert counts == {9}
+
+
+def test_adherence_table_shows_l1s_signed_error_and_off_budget_share():
+    adh = {"num_samples": 8, "mean_rel_error": 0.125, "signed_rel_error": -0.1, "off_budget": 0.25,
+           "within_10pct": 0.5, "spearman": None, "mean_budget": 40.0}
+    table = rp.adherence_table([summary("m", "counting", 0.8, 40, budget="fixed:40", adherence=adh)])
+    assert "| -0.100 | 25.0 |" in table
 
 
 def test_targets_table_leaves_out_the_sentinel():

@@ -99,3 +99,53 @@ def test_each_line_scores_the_same_whatever_the_order_of_the_file(checker, order
     by_line = score_rows(rows, stage, checker, targets={"a": 30})
     shuffled = score_rows([rows[i] for i in order], stage, checker, targets={"a": 30})
     assert shuffled == [by_line[i] for i in order]
+
+
+# ---------------------------------------------------------------------------------------- --method
+
+
+from lapo.methods import registry  # noqa: E402
+
+METHOD_FLAGS = {"thinkprune": ["--max-tokens", "40"], "dapo-overlong": ["--max-tokens", "50"]}
+
+
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
+def test_cli_score_scores_every_method(name, tmp_path, capsys):
+    src = tmp_path / "rollouts.jsonl"
+    src.write_text("".join(json.dumps(dict(r, budget=30)) + "\n" for r in _rows()))
+    assert main(["score", "--method", name, "--input", str(src), *METHOD_FLAGS.get(name, [])]) == 0
+    scored = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(scored) == len(_rows()) and all(isinstance(r["reward"], float) for r in scored)
+
+
+def test_score_kimi_ranks_a_group_by_length(checker):
+    scored = score_rows(_rows(), "kimi", checker)
+    assert [r["reward"] for r in scored if r["problem_id"] == "a"] == pytest.approx([1.5, 1.25, 1.0, 0.75, 0.5])
+
+
+def test_score_thinkprune_zeroes_what_passes_the_cap(checker):
+    scored = score_rows(_rows(), "thinkprune", checker, max_tokens=30)
+    assert [r["reward"] for r in scored if r["problem_id"] == "a"] == [1, 1, 1, 0, 0]
+
+
+def test_stage_is_an_alias_of_the_lapo_methods(checker):
+    assert score_rows(_rows(), "discovery", checker) == score_rows(_rows(), "lapo-d", checker)
+
+
+def test_a_cap_method_without_max_tokens_is_one_line(tmp_path, capsys):
+    src = tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    assert main(["score", "--method", "dapo-overlong", "--input", str(src)]) == 2
+    assert "needs the max completion length" in capsys.readouterr().err
+
+
+def test_a_budget_method_without_budgets_is_one_line(tmp_path, capsys):
+    src = tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    assert main(["score", "--method", "l1-exact", "--input", str(src)]) == 2
+    assert "needs every line's budget" in capsys.readouterr().err
+
+
+def test_a_knob_the_method_lacks_is_one_line(tmp_path, capsys):
+    assert main(["score", "--method", "kimi", "--set", "sigma=2", "--input", str(tmp_path / "x.jsonl")]) == 2
+    assert "method kimi has no knob sigma" in capsys.readouterr().err

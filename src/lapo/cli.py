@@ -17,8 +17,9 @@ COMMANDS = {
     "train": ("lapo.train.run", "run stage 1 (Discovery), the hand-off and stage 2 (Internalization)"),
     "eval": ("lapo.eval.evaluate", "Pass@1 over k samples, tokens, per-level breakdown, budget adherence"),
     "report": ("lapo.eval.report", "markdown tables and PNG plots from eval results and run directories"),
-    "score": ("lapo.score", "score rollouts offline with the LAPO-D or LAPO-I reward"),
+    "score": ("lapo.score", "score rollouts offline with any method's reward (LAPO-D, LAPO-I, L1, ...)"),
     "stats": ("lapo.score", "summarise a length-statistics file"),
+    "compare": ("lapo.compare", "train length-control methods from one base model and compare them in one report"),
     "warmstart": ("lapo.warmstart", "SFT the overthinking base model of the embedded task"),
     "quickstart": ("lapo.quickstart", "the embedded default: base -> LAPO-D -> LAPO-I, evaluated and reported"),
 }

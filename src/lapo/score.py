@@ -1,9 +1,12 @@
-"""Offline scoring: LAPO's rewards on rollouts from any engine (`lapo score`), and `lapo stats`.
+"""Offline scoring: any method's rewards on rollouts from any engine (`lapo score`), and `lapo stats`.
 
-`lapo score --stage discovery|internalization --input rollouts.jsonl` reads lines
+`lapo score --method NAME --input rollouts.jsonl [--max-tokens N]` (``--stage discovery|internalization``:
+LAPO-D / LAPO-I) reads lines
 ``{"problem_id", "completion", "answer", "num_tokens"?, "budget"?}``, groups them by ``problem_id``
 (a group may be spread over the file: order does not matter) and writes every line back with
 ``correct``, ``length_reward``, ``reward`` (and ``band`` for discovery, ``target`` for internalization).
+``budget`` is the N of L1's and LAPO-I's prompts; ``--max-tokens`` the cap of thinkprune and dapo-overlong;
+``--set KEY=VALUE`` sets a method's constant (docs/METHODS.md).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from lapo.core.checker import DEFAULT_TIMEOUT_S, AnswerChecker
 from lapo.core.io import load_targets, looks_binary
 from lapo.core.stats import LengthStats
 from lapo.errors import ArgumentParser, LapoError, command
+from lapo.methods import registry
+from lapo.methods.registry import score_group
 
 REQUIRED = ("problem_id", "completion", "answer")
 LINE_FORMAT = '{"problem_id", "completion", "answer", "num_tokens"?, "budget"?}'
@@ -30,6 +35,9 @@ def group_indices(problem_ids: Sequence[str]) -> dict[str, list[int]]:
     for i, pid in enumerate(problem_ids):
         groups.setdefault(str(pid), []).append(i)
     return groups
+
+
+STAGE_METHODS = {"discovery": "lapo-d", "internalization": "lapo-i"}  # --stage: aliases of --method
 
 
 def score_rows(
@@ -44,10 +52,16 @@ def score_rows(
     high: float = length.BAND_HIGH,
     decay: float = length.DECAY_TOKENS,
     sigma: float = length.SIGMA_TOKENS,
+    knobs: dict | None = None,
+    max_tokens: int | None = None,
 ) -> list[dict]:
-    """Each row with ``correct``, ``num_tokens``, ``length_reward``, ``reward`` and the group's band/target."""
-    if stage not in ("discovery", "internalization"):
-        raise LapoError(f"stage {stage!r} is unknown: use 'discovery' or 'internalization'.")
+    """Each row with ``correct``, ``num_tokens``, ``length_reward``, ``reward`` and the group's band/target.
+
+    ``stage`` is a method of :mod:`lapo.methods` (``discovery`` / ``internalization`` stand for ``lapo-d`` /
+    ``lapo-i``, whose constants are ``weight``, ``low``, ``high``, ``decay``, ``sigma``); other methods take
+    ``knobs``; ``max_tokens`` is the cap of thinkprune and dapo-overlong.
+    """
+    spec = _spec(stage, knobs, weight=weight, low=low, high=high, decay=decay, sigma=sigma, max_tokens=max_tokens)
     rows = [dict(row) for row in rows]
     for number, row in enumerate(rows, start=1):
         problem = row_problem(row)
@@ -59,18 +73,48 @@ def score_rows(
         row["num_tokens"] = _num_tokens(row, count_tokens)
     for pid, idx in group_indices([r["problem_id"] for r in rows]).items():
         group = [rows[i] for i in idx]
-        flags, lengths = [r["correct"] for r in group], [r["num_tokens"] for r in group]
-        if stage == "discovery":
-            w = length.DISCOVERY_WEIGHT if weight is None else weight
-            score = length.discovery_rewards(flags, lengths, weight=w, low=low, high=high, decay=decay)
-            extra = {"band": list(score.band) if score.band else None}
-        else:
-            w = length.INTERNALIZATION_WEIGHT if weight is None else weight
-            score = length.internalization_rewards(flags, lengths, _group_budget(group, pid, targets), weight=w, sigma=sigma)
+        score = score_group(spec, [r["correct"] for r in group], [r["num_tokens"] for r in group],
+                            budgets=_budgets(spec, group, pid, targets), cap=max_tokens)
+        extra = {"band": list(score.band) if score.band else None} if spec.name == "lapo-d" else {}
+        if spec.name == "lapo-i":
             extra = {"target": score.target}
         for row, reward, length_reward in zip(group, score.rewards, score.length_rewards):
             row.update(reward=reward, length_reward=length_reward, **extra)
     return rows
+
+
+def _spec(stage: str, knobs: dict | None, *, weight, low, high, decay, sigma, max_tokens):
+    """The method a `lapo score` call scores with, its knobs checked (before any line is read)."""
+    name = STAGE_METHODS.get(stage, stage)
+    if name not in registry.METHODS:
+        raise LapoError(f"method {stage!r} is unknown; choose one of {', '.join(registry.METHODS)} "
+                        "(or --stage discovery / internalization).")
+    lapo_knobs = {"lapo-d": {"low": low, "high": high, "decay": decay}, "lapo-i": {"sigma": sigma}}.get(name, {})
+    if weight is not None and not lapo_knobs:
+        raise LapoError(f"--weight is LAPO's; method {name} takes its constants as --set KEY=VALUE.")
+    if weight is not None:
+        lapo_knobs["weight"] = weight
+    knobs = dict(knobs or {})
+    if name == "thinkprune" and max_tokens is not None:
+        knobs.setdefault("caps", [max_tokens])  # offline there are no rounds: the cap is the rollouts' limit
+    spec = registry.resolve(name, {**lapo_knobs, **knobs}, max_length=max_tokens)
+    if spec.method.needs_cap and max_tokens is None:
+        raise LapoError(f"method {name} needs the max completion length the rollouts were generated with: "
+                        "pass --max-tokens N.")
+    return spec
+
+
+def _budgets(spec, group: list[dict], problem_id: str, targets: dict[str, int] | None) -> list | None:
+    """Each row's N: L1 reads every line's ``budget``; LAPO-I one N per problem (else the target map)."""
+    if spec.name == "lapo-i":
+        return [_group_budget(group, problem_id, targets)] * len(group)
+    if not spec.method.needs_budget:
+        return None
+    missing = [r for r in group if r.get("budget") is None]
+    if missing:
+        raise LapoError(f"method {spec.name} needs every line's budget (the N of its prompt), and a line of problem "
+                        f"{problem_id!r} has none; add \"budget\" to every line.")
+    return [float(r["budget"]) for r in group]
 
 
 def _text(value: object) -> str:
@@ -180,7 +224,12 @@ def _write_lines(rows: Iterable[dict], out: str | None) -> None:
 
 def _score_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="lapo score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", required=True, choices=["discovery", "internalization"])
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--method", choices=registry.names(), help="the method whose reward scores the lines")
+    which.add_argument("--stage", choices=["discovery", "internalization"], help="alias of --method lapo-d / lapo-i")
+    p.add_argument("--max-tokens", type=int, help="the max completion length: the cap of thinkprune and dapo-overlong")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a constant of the method (e.g. --set alpha=0.003); repeat for more")
     p.add_argument("--input", required=True, type=Path, help="rollouts as JSON lines")
     p.add_argument("--output", default="-", help="where to write the scored lines (default: stdout)")
     p.add_argument("--tokenizer", help="tokenizer name or path, to count tokens of lines without num_tokens")
@@ -208,16 +257,30 @@ def score_main(argv: list[str]) -> int:
         if not ok:
             raise LapoError(f"{flag} {value} is out of range: --decay, --sigma and --timeout must be positive, "
                             "--weight and --workers 0 or more.")
+    knobs = _knobs(args.set)
+    method = args.method or STAGE_METHODS[args.stage]
+    _spec(method, knobs, weight=args.weight, low=args.low, high=args.high, decay=args.decay, sigma=args.sigma,
+          max_tokens=args.max_tokens)  # bad method input fails before the file is read
     rows = read_rollouts(args.input)
     targets = load_targets(args.targets) if args.targets else None
     counter = token_counter(args.tokenizer) if args.tokenizer else None
     with AnswerChecker(timeout_s=args.timeout, fallback=args.answer_fallback, workers=args.workers) as checker:
         scored = score_rows(
-            rows, args.stage, checker, count_tokens=counter, targets=targets, weight=args.weight,
-            low=args.low, high=args.high, decay=args.decay, sigma=args.sigma,
+            rows, method, checker, count_tokens=counter, targets=targets, weight=args.weight,
+            low=args.low, high=args.high, decay=args.decay, sigma=args.sigma, knobs=knobs, max_tokens=args.max_tokens,
         )
     _write_lines(scored, args.output)
     return 0
+
+
+def _knobs(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise LapoError(f"--set {item!r} must be KEY=VALUE, e.g. --set alpha=0.003.")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @command("stats")

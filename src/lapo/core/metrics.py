@@ -104,8 +104,13 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return pearson(ranks(x), ranks(y))
 
 
-def adherence(records: Sequence[dict]) -> dict | None:
-    """How well lengths L keep to budgets N: mean |L - N| / N, Spearman rho of L with N, share within 10%.
+BUDGET_TOLERANCE = 0.1  # a sample is "off budget" when |L - N| / N exceeds this (the within-10% figure's mirror)
+
+
+def adherence(records: Sequence[dict], tolerance: float = BUDGET_TOLERANCE) -> dict | None:
+    """How well lengths L keep to budgets N: mean |L - N| / N, L1's signed mean relative error (L - N) / N
+    (negative: shorter than asked) and the share of samples off by more than ``tolerance``, Spearman rho of L
+    with N, share within 10%.
 
     Only samples that carried a budget count; None when none did. Rho is None for a single budget value
     (``fixed:N``), where a rank correlation means nothing.
@@ -118,16 +123,19 @@ def adherence(records: Sequence[dict]) -> dict | None:
         "num_samples": len(pairs),
         # The training log's budget_deviation, so eval and training figures compare one to one.
         "mean_rel_error": relative_deviation([p[0] for p in pairs], [p[1] for p in pairs]),
+        "signed_rel_error": mean([(length - n) / n for length, n in pairs]),
+        "tolerance": tolerance,
+        "off_budget": mean([float(e > tolerance) for e in rel]),
         "within_10pct": mean([float(e <= 0.10) for e in rel]),
         "spearman": spearman([p[0] for p in pairs], [p[1] for p in pairs]),
         "mean_budget": mean([p[1] for p in pairs]),
     }
 
 
-def summarize(records: Sequence[dict]) -> dict:
+def summarize(records: Sequence[dict], tolerance: float = BUDGET_TOLERANCE) -> dict:
     """Every metric of the summary JSON from the sample records (``settings`` etc. are added by the caller)."""
     summary = group_metrics(records)
     summary["by_level"] = breakdown(records, "level")
     summary["by_subject"] = breakdown(records, "subject")
-    summary["budget_adherence"] = adherence(records)
+    summary["budget_adherence"] = adherence(records, tolerance)
     return summary

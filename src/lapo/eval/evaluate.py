@@ -14,6 +14,7 @@ torch, transformers and vLLM are imported only inside the backends of :mod:`lapo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import asdict
@@ -31,6 +32,7 @@ from lapo.eval.samples import (
     assign_budgets,
     exclusive,
     minimal_tokens,
+    parse_budget_spec,
     prepare_out,
     read_samples,
     sample_record,
@@ -266,7 +268,7 @@ def build_summary(records, settings: EvalSettings, config: dict, num_problems: i
         "split": settings.split,
         "k": settings.k,
         "complete": len(records) == num_problems * settings.k,
-        **summarize(records),
+        **summarize(records, settings.budget_tolerance),
         "budget_missing": len(missing),
         "throughput": throughput,
         "settings": config,
@@ -296,8 +298,9 @@ def format_summary(summary: dict) -> str:
     adh = summary.get("budget_adherence")
     if adh:
         rho = "n/a" if adh["spearman"] is None else f"{adh['spearman']:.3f}"
-        lines.append(f"  budget: mean |L-N|/N {adh['mean_rel_error']:.3f}, Spearman rho {rho}, "
-                     f"within 10% {pct(adh['within_10pct'])}")
+        lines.append(f"  budget: mean |L-N|/N {adh['mean_rel_error']:.3f}, signed mean (L-N)/N "
+                     f"{adh['signed_rel_error']:+.3f}, off by more than {adh['tolerance']:.0%}: "
+                     f"{pct(adh['off_budget'])}, Spearman rho {rho}, within 10% {pct(adh['within_10pct'])}")
     if not summary["complete"]:
         lines.append("  (incomplete: run the same command again to finish)")
     return "\n".join(lines)
@@ -322,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "results are saved after each")
     add("--limit", type=int, help="evaluate only the first N problems")
     add("--budget", default="none", help="none (the paper's plain prompt), targets:PATH (a stage-1 "
-        "targets.json or its run dir), or fixed:N")
+        "targets.json or its run dir), fixed:N, or sweep:N1,N2,... (one evaluation per N, and a plot of produced "
+        "against requested length)")
+    add("--budget-tolerance", type=float, default=0.1, help="a sample is off budget when |L-N|/N exceeds this "
+        "(default: 0.1)")
     add("--backend", default="auto", choices=["auto", "transformers", "vllm"],
         help="auto: vLLM when installed with a GPU, else transformers")
     add("--out", help="output folder (default: evals/<model>/<dataset>); an existing one is resumed")
@@ -346,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     settings = EvalSettings(**vars(args))
+    if settings.budget.startswith("sweep:"):
+        return _sweep_main(settings)
     try:
         summary = evaluate(settings)  # bad input raises LapoError: one line, exit 2 (lapo.errors.command)
     except KeyboardInterrupt:
@@ -355,6 +363,44 @@ def main(argv: list[str]) -> int:
         return 130
     print(format_summary(summary))
     print(f"wrote {summary['out']}/{SUMMARY_FILE} and {SAMPLES_FILE}")
+    return 0
+
+
+def run_sweep(settings: EvalSettings, budgets: list[int] | None = None) -> tuple[list[dict], Path]:
+    """One evaluation per requested N (``--budget sweep:N1,N2,...``), each in its own ``fixed<N>`` folder;
+    writes ``sweep.json`` (requested N, produced mean tokens, adherence, Pass@1) and ``sweep.png`` beside them."""
+    from lapo.core.io import write_json
+    from lapo.eval.plots import plot_sweep
+
+    settings.validate()
+    if budgets is None:
+        budgets = parse_budget_spec(settings.budget)[1]
+    root = Path(settings.out) if settings.out else default_out(settings)
+    summaries = []
+    for n in budgets:
+        one = dataclasses.replace(settings, budget=f"fixed:{n}", out=str(root / f"fixed{n}"))
+        summaries.append(evaluate(one))
+    write_json(root / "sweep.json", sweep_points(summaries))
+    plot_sweep({summaries[0]["label"]: sweep_points(summaries)}, root / "sweep.png")
+    return summaries, root
+
+
+def sweep_points(summaries: list[dict]) -> list[dict]:
+    """Per requested N: the produced mean tokens, L1's adherence figures and Pass@1."""
+    points = []
+    for s in summaries:
+        a = s["budget_adherence"] or {}
+        points.append({"requested": a.get("mean_budget"), "produced": s["mean_tokens"], "pass_at_1": s["pass_at_1"],
+                       "mean_rel_error": a.get("mean_rel_error"), "signed_rel_error": a.get("signed_rel_error"),
+                       "off_budget": a.get("off_budget")})
+    return points
+
+
+def _sweep_main(settings: EvalSettings) -> int:
+    summaries, root = run_sweep(settings)
+    for summary in summaries:
+        print(format_summary(summary))
+    print(f"wrote {root}/sweep.json and sweep.png")
     return 0
 
 

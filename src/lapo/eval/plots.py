@@ -307,3 +307,30 @@ def plot_all(evals: Sequence[dict], runs: Sequence[Run], out: Path) -> list[tupl
     for run in runs:
         made.append((f"Training curves of {run.name}", plot_training(run, out / f"training-{slug(run.name, 'run')}.png")))
     return [(title, path) for title, path in made if path is not None]
+
+
+def plot_sweep(series: dict[str, list[dict]], path: Path) -> Path | None:
+    """Produced against requested length (``lapo eval --budget sweep:...``), one line per model; the diagonal
+    is perfect adherence."""
+    import matplotlib
+
+    series = {k: [p for p in v if p.get("requested")] for k, v in series.items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(7, 5.5)
+        ax = fig.subplots()
+        top = max(max(p["requested"], p["produced"]) for v in series.values() for p in v)
+        ax.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="produced = requested")
+        for (label, points), color in zip(series.items(), _colors(len(series))):
+            points = sorted(points, key=lambda p: p["requested"])
+            ax.plot([p["requested"] for p in points], [p["produced"] for p in points], marker="o", lw=2,
+                    color=color, label=label)
+        ax.set_xlabel("requested budget N (tokens)")
+        ax.set_ylabel("produced mean tokens")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper left")
+        ax.set_title("Budget adherence: produced against requested length")
+    return _save(fig, path)

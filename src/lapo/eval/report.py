@@ -136,10 +136,14 @@ def adherence_table(evals: Sequence[dict]) -> str:
         a = e.get("budget_adherence")
         if a:
             rho = "–" if a.get("spearman") is None else f"{a['spearman']:.3f}"
+            signed = "–" if a.get("signed_rel_error") is None else f"{a['signed_rel_error']:+.3f}"
             rows.append([model_name(e), benchmark_display(e["benchmark"]), f"{a['mean_budget']:.0f}",
-                         f"{a['mean_rel_error']:.3f}", rho, _pct(a.get("within_10pct"))])
-    # Pipes inside a cell must be escaped or markdown splits the column.
-    header = ["model", "benchmark", "mean budget N", "mean \\|L−N\\|/N", "Spearman ρ(L, N)", "within 10% (%)"]
+                         f"{a['mean_rel_error']:.3f}", signed, _pct(a.get("off_budget")), rho,
+                         _pct(a.get("within_10pct"))])
+    # Pipes inside a cell must be escaped or markdown splits the column. Summaries written before the signed
+    # error and the off-budget share existed show a dash there.
+    header = ["model", "benchmark", "mean budget N", "mean \\|L−N\\|/N", "mean (L−N)/N", "off budget (%)",
+              "Spearman ρ(L, N)", "within 10% (%)"]
     return _md(header, rows) if rows else ""
 
 

@@ -49,8 +49,12 @@ def parse_budget_spec(spec: str) -> tuple[str, str | int | None]:
         return "fixed", int(value)
     if kind == "targets" and value:
         return "targets", value
-    raise LapoError(f"--budget {spec!r} is not understood: use none, fixed:N (N > 0) or targets:PATH "
-                    "(a targets.json or the run directory holding one).")
+    if kind == "sweep":
+        items = [v.strip() for v in value.split(",")]
+        if items and all(v.isdigit() and int(v) > 0 for v in items):
+            return "sweep", [int(v) for v in items]
+    raise LapoError(f"--budget {spec!r} is not understood: use none, fixed:N (N > 0), sweep:N1,N2,... or "
+                    "targets:PATH (a targets.json or the run directory holding one).")
 
 
 def assign_budgets(problem_ids: Sequence[str], spec: str) -> tuple[dict[str, int | None], list[str]]:
@@ -60,6 +64,9 @@ def assign_budgets(problem_ids: Sequence[str], spec: str) -> tuple[dict[str, int
         return {pid: None for pid in problem_ids}, []
     if kind == "fixed":
         return {pid: int(value) for pid in problem_ids}, []
+    if kind == "sweep":
+        raise LapoError(f"--budget {spec} is a sweep: run it with `lapo eval` (lapo.eval.evaluate.run_sweep), one "
+                        "evaluation per N.")
     targets = load_targets(str(value))
     missing = [pid for pid in problem_ids if pid not in targets]
     if len(missing) == len(problem_ids):

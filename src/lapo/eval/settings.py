@@ -27,6 +27,7 @@ class EvalSettings:
     batch_size: int | None = None  # None: 64 prompts per generate() call, 1024 per vLLM chunk
     limit: int | None = None
     budget: str = "none"
+    budget_tolerance: float = 0.1  # "off budget": |L - N| / N above this
     backend: str = "auto"
     out: str | None = None
     seed: int = 0
@@ -44,6 +45,7 @@ class EvalSettings:
         """Reject impossible values with the fix, before anything is loaded."""
         checks = [
             (self.k >= 1, f"--k {self.k} must be at least 1"),
+            (self.budget_tolerance > 0, f"--budget-tolerance {self.budget_tolerance} must be positive"),
             (self.temperature >= 0, f"--temperature {self.temperature} must be 0 (greedy) or more"),
             (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
             (self.max_new_tokens >= 1, f"--max-new-tokens {self.max_new_tokens} must be at least 1"),

@@ -262,6 +262,7 @@ class RunConfig:
     resume: str | bool = False
     recipe_path: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # the recipe's `env:`, set when the run starts
+    method: Any = None  # lapo.methods.registry.MethodSpec: the method and its constants (run.json records it)
 
     def fallback_target(self) -> int:
         """The never-solved sentinel: the configured value or stage 1's max generation length (4096)."""
@@ -420,10 +421,11 @@ def load_run_config(
     sections, env = read_recipe(recipe) if recipe else ({s: {} for s in STAGES}, {})
     cli = parse_overrides(list(overrides))
     flats = {s: {**sections[s], **cli[s]} for s in STAGES}
+    name, knobs = pop_method(flats)
     for flat in flats.values():
         _check_deepspeed_installed(flat)  # before parsing: TrainingArguments imports DeepSpeed for `deepspeed:`
     stages = {s: parse_stage(s, flat) for s, flat in flats.items()}
-    chosen = stage or stages["discovery"].lapo.stage
+    chosen = method_stage(name, stage or stages["discovery"].lapo.stage)
     _check_choice("stage", chosen, STAGE_CHOICES)
     run_dir = Path(stages["discovery"].grpo.output_dir)
     if Path(stages["internalization"].grpo.output_dir) != run_dir:
@@ -433,7 +435,83 @@ def load_run_config(
         _check_engine(cfg)
         _check_extras_installed(cfg)
     selected = STAGES if chosen == "all" else (chosen,)
-    return RunConfig(run_dir, stages, selected, resume, str(recipe) if recipe else None, env)
+    spec = method_spec(name, knobs, stages)
+    for cfg in stages.values():  # recipe.yaml re-runs the same method with the same constants
+        if name != "lapo":
+            cfg.resolved["method"] = name
+        if name not in LAPO_KNOB_KEYS and spec.knobs:
+            cfg.resolved["method_args"] = dict(spec.knobs)
+    return RunConfig(run_dir, stages, selected, resume, str(recipe) if recipe else None, env, spec)
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+# LAPO's knobs (lapo.methods.registry) as the LapoConfig fields that hold them, per stage.
+LAPO_KNOB_KEYS = {
+    "lapo-d": {"weight": "discovery_weight", "low": "band_low", "high": "band_high", "decay": "band_decay"},
+    "lapo-i": {"weight": "internalization_weight", "sigma": "sigma"},
+}
+
+
+def pop_method(flats: dict[str, dict]) -> tuple[str, dict]:
+    """``method:`` and ``method_args:`` (or ``method_args.KNOB=value``) taken out of both stages' keys; a LAPO
+    method's knobs become the LapoConfig keys that hold them (``lapo-d``'s ``weight`` -> ``discovery_weight``)."""
+    from lapo.methods import registry
+
+    names, knobs, per_method = set(), {}, {}
+    for flat in flats.values():
+        names.add(flat.pop("method", None) or "lapo")
+        per_method.update(_mapping("methods", flat.pop("methods", None)))
+        args = dict(_mapping("method_args", flat.pop("method_args", None)))
+        args.update({k.split(".", 1)[1]: flat.pop(k) for k in [k for k in flat if k.startswith("method_args.")]})
+        knobs.update(args)
+    if len(names) > 1:
+        raise LapoError(f"method is set to {' and '.join(sorted(names))} in different stages; set one at the top level.")
+    name = names.pop()
+    registry.get(name, training=True)  # an unknown method fails here, before anything else
+    for other, section in per_method.items():  # the recipe's constants of every method, checked even if unused
+        if other in LAPO_KNOB_KEYS or other == "lapo":
+            raise LapoError(f"methods: {other}: LAPO's constants are the recipe keys {', '.join(LAPO_KNOB_KEYS.get(other, LAPO_KNOB_KEYS['lapo-d']).values())}; set those instead.")
+        registry.resolve(other, _mapping(f"methods: {other}", section), training=True)
+    knobs = {**(per_method.get(name) or {}), **knobs}
+    keys = LAPO_KNOB_KEYS.get(name)
+    if keys is not None and knobs:
+        registry.resolve(name, knobs, training=True)  # a knob lapo-d/lapo-i lacks: the registry's error
+        for flat in flats.values():
+            flat.update({keys[k]: v for k, v in knobs.items()})
+        knobs = {}
+    return name, knobs
+
+
+def _mapping(what: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LapoError(f"{what}={value!r} must be a mapping of names to values, e.g. {{alpha: 0.003}}.")
+    return value
+
+
+def method_stage(name: str, stage: str) -> str:
+    """The stages a method trains: LAPO's as chosen (lapo-d = discovery, lapo-i = internalization); every other
+    method is one stage, run in the first stage's slot (``discovery/``)."""
+    wanted = {"lapo": stage, "lapo-d": "discovery", "lapo-i": "internalization"}.get(name, "discovery")
+    if stage not in ("all", wanted):
+        raise LapoError(f"--stage {stage} does not go with method {name}, which trains stage {wanted}; "
+                        "leave --stage out.")
+    return wanted
+
+
+def method_spec(name: str, knobs: dict, stages: dict[str, StageConfig]):
+    """The method with its constants resolved and checked against the engine (a cap above the max completion
+    length); a LAPO method records the LapoConfig values it trains with."""
+    from lapo.methods import registry
+
+    if name in LAPO_KNOB_KEYS or name == "lapo":
+        parts = [("lapo-d", "discovery"), ("lapo-i", "internalization")]
+        recorded = {m: {k: getattr(stages[s].lapo, f) for k, f in LAPO_KNOB_KEYS[m].items()} for m, s in parts
+                    if name in (m, "lapo")}
+        return registry.MethodSpec(name, recorded if name == "lapo" else recorded[name])
+    return registry.resolve(name, knobs, training=True, max_length=stages["discovery"].grpo.max_completion_length)
 
 
 def _check_engine(cfg: StageConfig) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from lapo.core import length
 from lapo.core.checker import AnswerChecker
 from lapo.core.stats import LengthStats, tighten_target
+from lapo.methods.registry import cap_at, score_group
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,46 @@ class InternalizationReward(GroupReward):
         out["budget_deviation"] = deviation if deviation is not None else 0.0
         out["targets_tightened"] = float(self.tightened)
         return out
+
+
+class MethodReward(GroupReward):
+    """Any registered length-control method (:mod:`lapo.methods`) on whole gathered groups.
+
+    Budget methods (L1) read each prompt's N from the dataset column ``budget``; thinkprune reads the cap of
+    the current round (``lapo.methods.registry.cap_at`` of the optimizer step), dapo-overlong the max
+    completion length. Lengths are recorded into ``stats`` as in LAPO's stages (for `lapo stats`).
+    """
+
+    def __init__(self, num_generations: int, stats: LengthStats, checker: AnswerChecker, spec: Any, *,
+                 max_length: int, total_steps: int):
+        super().__init__(num_generations, stats, checker)
+        self.spec, self.max_length, self.total_steps = spec, int(max_length), int(total_steps)
+        self.__name__ = spec.name.replace("-", "_")  # TRL keys the reward's metrics by it
+
+    def _local_rows(self, completions, completion_ids, problem_id, answer, columns):
+        rows = super()._local_rows(completions, completion_ids, problem_id, answer, columns)
+        if not self.spec.method.needs_budget:
+            return rows
+        if "budget" not in columns:
+            raise KeyError(f"method {self.spec.name} needs the dataset column 'budget' (the N of each prompt).")
+        return [Row(r.problem_id, r.correct, r.length, int(n)) for r, n in zip(rows, columns["budget"])]
+
+    def cap(self, step: int) -> int:
+        caps = self.spec.knobs.get("caps")
+        return cap_at(caps, step, self.total_steps) if caps else self.max_length
+
+    def score_group(self, group: list[Row], step: int, epoch: int) -> length.GroupScore:
+        score = score_group(self.spec, [r.correct for r in group], [r.length for r in group],
+                            budgets=[r.budget for r in group], cap=self.cap(step))
+        self.stats.record(group[0].problem_id, step, score.correct_lengths, len(group), epoch)
+        return score
+
+
+def method_reward(cfg: Any, spec: Any, num_generations: int, stats: LengthStats, *, max_length: int,
+                  total_steps: int) -> MethodReward:
+    """The reward of ``spec``'s method, with the answer checking of a :class:`lapo.train.config.LapoConfig`."""
+    checker = make_checker(cfg.answer_timeout, cfg.answer_fallback, cfg.answer_workers)
+    return MethodReward(num_generations, stats, checker, spec, max_length=max_length, total_steps=total_steps)
 
 
 def make_checker(timeout_s: float = 1.0, fallback: str = "none", workers: int = 1) -> AnswerChecker:

@@ -46,7 +46,7 @@ from lapo.train.rundir import (
     stage_summary,
     write_run_metadata,
 )
-from lapo.train.stages import load_stage_problems, run_discovery, run_internalization
+from lapo.train.stages import load_stage_problems, run_discovery, run_internalization, run_method
 
 logger = logging.getLogger("lapo.train")
 
@@ -82,6 +82,9 @@ def execute(prep: Prepared, callbacks: Sequence[TrainerCallback] = ()) -> dict:
     write_run_metadata(prep.run)
     result: dict[str, Any] = {"run_dir": str(prep.run.run_dir)}
     targets = prep.targets
+    if prep.run.method is not None and not prep.run.method.method.is_lapo:
+        result["method"] = _method_stage(prep, callbacks)
+        return result
     if "discovery" in prep.plans:
         result["discovery"], targets = _stage1_and_handoff(prep, callbacks)
     if "internalization" in prep.plans:
@@ -97,6 +100,14 @@ def _stage1_and_handoff(prep: Prepared, callbacks) -> tuple[LengthStats, dict[st
     save_handoff(prep.run, targets)
     mark_complete(plan.stage_dir, stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets)))
     return lengths, targets
+
+
+def _method_stage(prep: Prepared, callbacks) -> LengthStats:
+    """A single-stage method (plain, L1, ThinkPrune, ...) in the first stage's slot: ``discovery/final``."""
+    plan, spec = prep.plans["discovery"], prep.run.method
+    lengths = run_method(plan, prep.problems["discovery"], prep.tokenizer, spec, callbacks)
+    mark_complete(plan.stage_dir, stage_summary(lengths, "last", method=spec.name))
+    return lengths
 
 
 def _stage2(prep: Prepared, targets: dict[str, int], callbacks) -> tuple[LengthStats, dict[str, int]]:
@@ -152,6 +163,11 @@ def _arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML recipe (e.g. recipes/counting/config.yaml)")
     parser.add_argument("--stage", choices=[*STAGES, "all"], help="which part to run (default: the recipe's, else all)")
     parser.add_argument(
+        "--method", help="length-control method (default: the recipe's `method:`, else lapo): "
+        "lapo, lapo-d, lapo-i, plain, l1-exact, l1-max, thinkprune, kimi, shorterbetter, arora-zanette, "
+        "dapo-overlong; its constants as method_args.KNOB=value (docs/METHODS.md)",
+    )
+    parser.add_argument(
         "--resume", nargs="?", const=True, default=False, metavar="CKPT",
         help="continue the run in output_dir from its latest checkpoint, or from CKPT",
     )
@@ -162,6 +178,8 @@ def _arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = _arg_parser()
     args, overrides = parser.parse_known_args(argv)
+    if args.method:
+        overrides = [*overrides, f"method={args.method}"]
     # Bad input raises LapoError (recipe, overrides, data, checkpoints: all checked before a model loads);
     # @command prints it as one line with exit status 2.
     run_cfg = load_run_config(args.config, overrides, stage=args.stage, resume=args.resume)

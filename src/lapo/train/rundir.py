@@ -124,6 +124,7 @@ def run_info(run: RunConfig, started: str) -> dict:
     return {
         "seed": run.stages["discovery"].grpo.seed,
         "stages": list(run.selected),
+        "method": run.method.as_dict() if run.method is not None else None,
         "resume": run.resume,
         "recipe": run.recipe_path,
         "command": sys.argv,

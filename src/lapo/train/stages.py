@@ -18,7 +18,8 @@ from lapo.errors import LapoError
 from lapo.train.callbacks import LogHistoryCallback, StatsCallback
 from lapo.train.config import StageConfig
 from lapo.train.resume import StagePlan
-from lapo.train.rewards import discovery_reward, internalization_reward
+from lapo.train.rewards import discovery_reward, internalization_reward, method_reward
+from lapo.train.rollouts import rollout_plan
 from lapo.train.rundir import LOG_FILE
 from lapo.train.trainer import train_stage
 
@@ -88,3 +89,42 @@ def run_internalization(plan: StagePlan, problems, tokenizer, targets, fallback,
     own = [StatsCallback(lengths, plan.stage_dir, live), LogHistoryCallback(plan.stage_dir / LOG_FILE)]
     train_stage(cfg, init, tokenizer, dataset, reward, [*own, *callbacks], plan)
     return lengths, live
+
+
+def run_method(plan: StagePlan, problems, tokenizer, spec, callbacks=()) -> LengthStats:
+    """A single-stage length-control method (lapo.methods: plain, L1, ThinkPrune, Kimi, ...) in the run's first
+    stage slot: its prompts (L1's budget sentence with N drawn per problem, seeded), its reward, its cap schedule."""
+    from functools import partial
+
+    from lapo.methods.registry import cap_at
+
+    cfg, lengths = plan.cfg, plan.stats
+    total = rollout_plan(cfg.grpo, len(problems)).steps
+    reward = method_reward(cfg.lapo, spec, cfg.grpo.num_generations, lengths,
+                           max_length=cfg.grpo.max_completion_length, total_steps=total)
+    dataset = build_method_dataset(problems, tokenizer, cfg, spec)
+    caps = spec.knobs.get("caps")
+    schedule = partial(cap_at, caps, total_steps=total) if caps else None
+    own = [StatsCallback(lengths, plan.stage_dir), LogHistoryCallback(plan.stage_dir / LOG_FILE)]
+    train_stage(cfg, cfg.model.model_name_or_path, tokenizer, dataset, reward, [*own, *callbacks], plan, schedule)
+    return lengths
+
+
+def build_method_dataset(problems, tokenizer, cfg: StageConfig, spec):
+    """The method's prompts: plain ones, or (budget methods) each with its method's sentence and N in ``budget``."""
+    from dataclasses import replace
+
+    from datasets import Dataset
+
+    from lapo.data.prompts import render_prompt
+    from lapo.methods.budgets import draw_budgets
+
+    method = spec.method
+    if not method.needs_budget:
+        return build_dataset(problems, tokenizer, cfg)
+    fmt = replace(cfg.lapo.prompt_format(), budget_template=spec.budget_template)
+    budgets = draw_budgets([p.id for p in problems], spec.knobs["budget_low"], spec.knobs["budget_high"], cfg.grpo.seed)
+    rows = prompt_rows(problems, tokenizer, fmt)
+    rows["prompt"] = [render_prompt(p.problem, tokenizer, fmt, budget=budgets[p.id]) for p in problems]
+    rows["budget"] = [budgets[p.id] for p in problems]
+    return Dataset.from_dict(_drop_long_prompts(rows, tokenizer, cfg.lapo.max_prompt_length, None))

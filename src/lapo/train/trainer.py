@@ -28,6 +28,23 @@ class LapoGRPOTrainer(GRPOTrainer):
     a batch fetched after that step, prefetching or not, in an uninterrupted run and in a resumed one.
     """
 
+    cap_schedule = None  # optimizer step -> max completion tokens (ThinkPrune's rounds); None: the config's
+
+    def _generate(self, prompts):
+        if self.cap_schedule is not None:
+            self._set_cap(int(self.cap_schedule(self.state.global_step)))
+        return super()._generate(prompts)
+
+    def _set_cap(self, cap: int) -> None:
+        """Generate at most ``cap`` tokens from now on, with transformers or vLLM (both read their own copy)."""
+        self.max_completion_length = cap
+        if getattr(self, "generation_config", None) is not None:
+            self.generation_config.max_new_tokens = cap
+        if isinstance(getattr(self, "generation_kwargs", None), dict):
+            self.generation_kwargs["max_new_tokens"] = cap
+        if getattr(self, "vllm_generation", None) is not None:
+            self.vllm_generation.max_completion_length = cap
+
     def _get_train_sampler(self, dataset=None):
         # TRL's sampler, with a shuffle that depends on (seed, epoch) only: see EpochRepeatSampler.
         return EpochRepeatSampler(
@@ -77,8 +94,9 @@ def load_model(name: str, cfg: StageConfig) -> Any:
     return model
 
 
-def train_stage(cfg: StageConfig, model_name: str, tokenizer, dataset, reward, callbacks, plan):
-    """Build the GRPOTrainer, train (resuming if asked), save the final model; returns the trainer."""
+def train_stage(cfg: StageConfig, model_name: str, tokenizer, dataset, reward, callbacks, plan, cap_schedule=None):
+    """Build the GRPOTrainer, train (resuming if asked), save the final model; returns the trainer.
+    ``cap_schedule`` (step -> tokens) lowers the generation cap over the run (ThinkPrune's rounds)."""
     model = load_model(model_name, cfg)
     trainer = LapoGRPOTrainer(
         model=model,
@@ -89,6 +107,7 @@ def train_stage(cfg: StageConfig, model_name: str, tokenizer, dataset, reward, c
         peft_config=get_peft_config(cfg.model),
         callbacks=list(callbacks),
     )
+    trainer.cap_schedule = cap_schedule
     if any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):  # not with disable_tqdm
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(MetricsLineCallback(cfg.stage))
