@@ -195,3 +195,84 @@ def run_scale_out() -> dict[str, Any]:
     if LAUNCH_ENV in os.environ:
         info["launch_command"] = json.loads(os.environ[LAUNCH_ENV])
     return info
+
+
+# ============================================================================================ checks before a model loads
+
+
+def check_launch() -> None:
+    """A launch that would train on fewer processes than its config asks for, said in one sentence."""
+    if os.environ.get("MASTER_ADDR") and _truthy("ACCELERATE_USE_CPU") and not launched():
+        # accelerate's simple launcher: it sets MASTER_ADDR for num_processes > 1 but starts one process
+        # (MULTI_CPU runs its processes through mpirun, which `accelerate launch` did not start).
+        raise LapoError(
+            "accelerate launch started one process although its config asks for several (distributed_type: "
+            "MULTI_CPU or use_cpu: true start a single process unless mpirun launches them); for several CPU "
+            "processes run `torchrun --nproc_per_node N -m lapo.cli train ...`, or use num_processes: 1."
+        )
+    if os.environ.get("FSDP_STATE_DICT_TYPE", "").upper() == "LOCAL_STATE_DICT" and _truthy("ACCELERATE_USE_FSDP"):
+        raise LapoError(
+            "fsdp_state_dict_type: LOCAL_STATE_DICT saves per-rank shards that transformers, vLLM and a resume at "
+            "another world size cannot load; set fsdp_state_dict_type to FULL_STATE_DICT (recipes/accelerate/"
+            "fsdp.yaml) or SHARDED_STATE_DICT."
+        )
+
+
+def check_layout(flat: dict, stage: str, processes: int | None = None) -> None:
+    """Each generation round must hold whole groups of ``num_generations`` completions: LAPO's band and targets
+    are statistics of a whole group (arXiv 2507.15758, section 3), and TRL cuts groups at fixed offsets."""
+    processes = processes or world_size()
+    n = int(flat.get("num_generations") or 8)
+    per_device = int(flat.get("per_device_train_batch_size") or 8)
+    if flat.get("generation_batch_size") not in (None, "null"):
+        return  # TRL checks generation_batch_size against the batch and num_generations itself
+    steps = int(flat.get("steps_per_generation") or flat.get("gradient_accumulation_steps") or 1)
+    total = per_device * processes * steps
+    if n >= 2 and total % n:
+        fit = next(p for p in range(per_device, per_device + n + 1) if (p * processes * steps) % n == 0)
+        raise LapoError(
+            f"stage {stage}: per_device_train_batch_size={per_device} x {processes} processes x "
+            f"steps_per_generation={steps} = {total} completions per generation round, which cannot hold whole "
+            f"groups of num_generations={n}; set per_device_train_batch_size={fit} (or change the process count)."
+        )
+
+
+def _deepspeed_file_config(flat: dict) -> dict | None:
+    """The DeepSpeed JSON config in use: the recipe's ``deepspeed`` or the accelerate config's file."""
+    source = flat.get("deepspeed")
+    if source in (None, "null", ""):
+        source = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") if _truthy("ACCELERATE_USE_DEEPSPEED") else None
+    if isinstance(source, dict):
+        return source
+    if not source:
+        return None
+    try:
+        return json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise LapoError(f"DeepSpeed config {source} is not readable JSON ({error}); fix it or remove it.") from None
+
+
+def _flag(value) -> bool | None:
+    if value in (None, "null", "auto"):
+        return None
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def check_precision(flat: dict, stage: str) -> None:
+    """A DeepSpeed config whose precision contradicts the recipe's bf16/fp16 (read before TRL's arguments are
+    parsed: parsing them writes the recipe's precision into accelerate's environment)."""
+    recipe = {k: _flag(flat.get(k)) for k in ("bf16", "fp16")}
+    ds = _deepspeed_file_config(flat) or {}
+    claims = {k: _flag((ds.get(k) or {}).get("enabled")) for k in ("bf16", "fp16")}
+    if _truthy("ACCELERATE_USE_DEEPSPEED"):
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
+        if launcher in ("bf16", "fp16"):
+            claims[launcher] = claims[launcher] if claims[launcher] is not None else True
+    for kind in ("bf16", "fp16"):
+        if claims[kind] is True and recipe[kind] is False or claims[kind] is False and recipe[kind] is True:
+            said = "enables" if claims[kind] else "disables"
+            raise LapoError(
+                f"stage {stage}: the DeepSpeed config {said} {kind} but the recipe sets {kind}={str(recipe[kind]).lower()}; "
+                f"make them agree (set {kind} in the recipe, and \"{kind}\": {{\"enabled\": \"auto\"}} or the "
+                "accelerate config's mixed_precision to match)."
+            )
