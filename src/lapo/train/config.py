@@ -35,7 +35,7 @@ from lapo.core.budget import DEFAULT_TEMPLATE
 from lapo.core.stats import POLICIES
 from lapo.data.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PROMPT_KINDS, PromptFormat
 from lapo.errors import LapoError, one_line
-from lapo.train import launch
+from lapo.train import distributed
 
 STAGES = ("discovery", "internalization")
 STAGE_CHOICES = STAGES + ("all",)
@@ -422,8 +422,8 @@ def load_run_config(
     cli = parse_overrides(list(overrides))
     flats = {s: {**sections[s], **cli[s]} for s in STAGES}
     for s, flat in flats.items():
-        launch.check_precision(flat, s)  # before parsing: it writes the recipe's precision into the environment
-        launch.check_layout(flat, s)
+        distributed.check_precision(flat, s)  # before parsing: it writes the recipe's precision into the environment
+        distributed.check_layout(flat, s)
         _check_deepspeed_installed(flat)  # before parsing: TrainingArguments imports DeepSpeed for `deepspeed:`
     stages = {s: parse_stage(s, flat) for s, flat in flats.items()}
     chosen = stage or stages["discovery"].lapo.stage

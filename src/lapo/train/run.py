@@ -29,7 +29,7 @@ from lapo.core import io
 from lapo.core.stats import LengthStats
 from lapo.errors import ArgumentParser, LapoError, command
 from lapo.models.loading import load_tokenizer
-from lapo.train import launch
+from lapo.train import distributed, launch
 from lapo.train.config import STAGES, RunConfig, load_run_config
 from lapo.train.handoff import (
     check_targets,
@@ -167,7 +167,7 @@ def _arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = _arg_parser()
     args, overrides = parser.parse_known_args(argv)
-    launch.check_launch()
+    distributed.check_launch()
     if args.stage_process is None and launch.stages_in_processes(launch.colocated_vllm(args.config, overrides)):
         # Under a launcher (DDP, DeepSpeed, FSDP) or with colocated vLLM: each stage in its own process.
         return launch.run_stage_processes(args.config, overrides, args.stage, args.resume, ["lapo", "train", *argv])

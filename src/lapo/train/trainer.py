@@ -16,7 +16,7 @@ from trl.trainer.utils import RepeatSampler
 
 from lapo.train.callbacks import MetricsLineCallback
 from lapo.train.config import StageConfig
-from lapo.train.launch import engine_of
+from lapo.train.distributed import engine_of
 from lapo.train.rundir import FINAL_DIR
 
 
