@@ -54,6 +54,8 @@ def _fsdp_on_cpu() -> None:
         if self.distributed_type == DistributedType.MULTI_CPU and kwargs.get("fsdp_plugin") is not None:
             self.distributed_type = DistributedType.FSDP
             self.fsdp_plugin = kwargs["fsdp_plugin"]
+            # accelerate copies PartialState's shared state into every later AcceleratorState(): keep it FSDP there.
+            state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
     state.AcceleratorState.__init__ = init
 
