@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -82,3 +84,16 @@ def test_answer_agreement_tiny(tmp_path):
     result = _run_tiny("answer_agreement.py", tmp_path)
     assert result["pairs"] == sum(c["pairs"] for c in result["by_kind"].values()) > 100  # the hand-written cases
     assert result["differences"] and all(d["reason"] != "UNEXPLAINED" for d in result["differences"])
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke(tmp_path):
+    """benchmarks/gpu_check.py's CPU smoke mode: both stages of the counting recipe and an evaluation."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"].startswith("smoke") and not result["device"]["cuda"]
+    assert set(result["train"]["step_seconds"]) == {"discovery", "internalization"}
+    assert result["eval"]["throughput"]["tokens_per_s"] > 0
