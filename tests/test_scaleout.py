@@ -141,3 +141,42 @@ def test_accelerate_starting_one_cpu_process_for_several_is_said(clean_env, caps
     assert train.main(["--config", "counting"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "started one process" in err[0] and "torchrun --nproc_per_node" in err[0]
+
+
+# ============================================================================================ the final model
+
+
+def test_lora_is_merged_into_a_copy_built_from_the_gathered_weights():
+    """What every engine saves for LoRA: the gathered state dict loaded into a CPU copy, adapters merged there
+    (the live model's weights may be ZeRO-3 or FSDP shards); equal to merging the live model itself."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from conftest import make_char_tokenizer, make_tiny_model
+    from lapo.train.trainer import merged_copy
+
+    model = get_peft_model(make_tiny_model(make_char_tokenizer()), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # trained adapters (lora_B starts at zero)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = copy.deepcopy(model).merge_and_unload().state_dict()
+    merged = merged_copy(model, state).state_dict()
+    assert merged.keys() == expected.keys() and not any("lora" in k for k in merged)
+    assert all(torch.equal(merged[k], expected[k]) for k in expected)
+
+
+def test_a_final_model_with_an_empty_weight_is_not_complete(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from lapo.train.trainer import check_final
+
+    (tmp_path / "config.json").write_text("{}")
+    save_file({"model.embed_tokens.weight": torch.ones(4, 2), "lm_head.weight": torch.empty(0)},
+              str(tmp_path / "model.safetensors"))
+    with pytest.raises(LapoError, match="weight lm_head.weight is empty .* not marked complete"):
+        check_final(tmp_path)
