@@ -102,8 +102,10 @@ def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: s
                     "--main_process_port", port]
     overrides = toy_overrides(
         model_dir, dataset, folder / "run", num_generations=NUM_GENERATIONS, per_device_train_batch_size=PER_DEVICE,
-        max_steps=2, save_steps=1 if backend in RESUMED else 1000,
+        max_steps=2, save_steps=1000,
     )
+    if backend in RESUMED:  # stage 2's checkpoints, for the resume test (stage 1's would cost time for nothing)
+        overrides.append("internalization.save_steps=1")
     command = [*launcher, "-m", "lapo.cli", "train", *overrides, *extra]  # a bare --resume last
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, cwd=folder)
 
