@@ -92,11 +92,18 @@ def test_a_failed_stage_process_ends_the_run_with_its_status(clean_env, monkeypa
             return 3
 
     monkeypatch.setattr(launch.subprocess, "Popen", Child)
-    assert launch.run_stage_processes(None, [], None, False, ["lapo", "train"]) == 3
+    assert launch.run_stage_processes(None, ["use_cpu=true", "bf16=false"], None, False, ["lapo", "train"]) == 3
     assert started == ["discovery"]  # stage 2 never starts after a failed stage 1
 
 
 # ============================================================================================ refused before a model loads
+
+
+def test_a_launched_rank_checks_the_recipe_before_starting_a_stage_process(clean_env, monkeypatch):
+    clean_env.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: pytest.fail("a stage process started"))
+    with pytest.raises(LapoError, match="cannot hold whole groups"):
+        launch.run_stage_processes(None, ["num_generations=4", "per_device_train_batch_size=3"], None, False, [])
 
 
 def test_a_layout_that_cannot_hold_whole_groups_is_refused(clean_env):

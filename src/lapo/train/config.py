@@ -421,10 +421,10 @@ def load_run_config(
     sections, env = read_recipe(recipe) if recipe else ({s: {} for s in STAGES}, {})
     cli = parse_overrides(list(overrides))
     flats = {s: {**sections[s], **cli[s]} for s in STAGES}
-    for s, flat in flats.items():
-        distributed.check_precision(flat, s)  # before parsing: it writes the recipe's precision into the environment
-        distributed.check_layout(flat, s)
+    for name, flat in flats.items():
         _check_deepspeed_installed(flat)  # before parsing: TrainingArguments imports DeepSpeed for `deepspeed:`
+        distributed.check_precision(flat, name)  # before parsing: it writes the recipe's precision into the environment
+        distributed.check_layout(flat, name)
     stages = {s: parse_stage(s, flat) for s, flat in flats.items()}
     chosen = stage or stages["discovery"].lapo.stage
     _check_choice("stage", chosen, STAGE_CHOICES)

@@ -28,8 +28,9 @@ import sys
 from pathlib import Path
 
 from lapo.errors import LapoError
-from lapo.train.config import parse_overrides, read_recipe
-from lapo.train.distributed import LAUNCH_ENV, engine_from_env
+from lapo.train import config as config_module
+from lapo.train.config import load_run_config, parse_overrides, read_recipe
+from lapo.train.distributed import LAUNCH_ENV, check_layout, check_precision, engine_from_env
 
 STAGE_ORDER = ("discovery", "internalization")
 PORT_OFFSET = {"discovery": 1, "internalization": 2}
@@ -95,8 +96,27 @@ def child_env(stage: str, parent_argv: list[str]) -> dict[str, str]:
     return env
 
 
+def check_run(config, overrides, stage: str | None, resume) -> None:
+    """The checks that need no model, in this process, before any stage process starts (one LapoError line).
+
+    A plain process (colocated vLLM, no launcher) parses the whole run; a launched rank checks the recipe's keys
+    that need no parsing (precision, batch layout, DeepSpeed installed): parsing TRL's arguments here would
+    start a process group. Stage 1's process then runs every check before its model loads."""
+    if engine_from_env()["engine"] == "single":
+        load_run_config(config, overrides, stage=stage, resume=resume)
+        return
+    sections = read_recipe(config)[0] if config else {s: {} for s in STAGE_ORDER}
+    cli = parse_overrides(list(overrides))
+    for name in STAGE_ORDER:
+        flat = {**sections[name], **cli[name]}
+        config_module._check_deepspeed_installed(flat)
+        check_precision(flat, name)
+        check_layout(flat, name)
+
+
 def run_stage_processes(config, overrides, stage: str | None, resume, parent_argv: list[str]) -> int:
     """Run each selected stage in its own process; the first non-zero exit status ends the run with it."""
+    check_run(config, overrides, stage, resume)
     selection = selected_stages(config, overrides, stage)
     for i, name in enumerate(selection):
         cmd = child_command(config, overrides, name, selection, resume, write_metadata=i == 0)

@@ -97,7 +97,8 @@ def _stage1_and_handoff(prep: Prepared, callbacks) -> tuple[LengthStats, dict[st
     lengths = run_discovery(plan, problems, prep.tokenizer, callbacks)
     targets = make_targets(lengths, problems, plan.cfg, prep.run.fallback_target())
     save_handoff(prep.run, targets)
-    mark_complete(plan.stage_dir, stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets), engine=plan.engine))
+    summary = stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets), engine=plan.engine)
+    mark_complete(plan.stage_dir, summary)
     return lengths, targets
 
 
