@@ -7,6 +7,7 @@ when resuming) and saves the final policy as a plain Hugging Face checkpoint.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,23 @@ def _fresh_peft(peft_model):
     from transformers import AutoModelForCausalLM
 
     base = peft_model.get_base_model()
-    fresh = AutoModelForCausalLM.from_config(base.config, dtype=base.dtype)
+    with _outside_zero3_init():
+        fresh = AutoModelForCausalLM.from_config(base.config, dtype=base.dtype)
     return get_peft_model(fresh, peft_model.peft_config["default"])
+
+
+@contextmanager
+def _outside_zero3_init():
+    """Build a model on this process alone even under ZeRO-3: transformers would otherwise build it inside
+    ``deepspeed.zero.Init``, whose broadcasts wait for ranks that never build it (a deadlock)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None  # what transformers' unset_hf_deepspeed_config() does
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 def check_final(folder: Path) -> None:
