@@ -105,3 +105,16 @@ def test_compare_methods_and_budget_sweep_tiny(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     points = json.loads(sweep.read_text())["points"]
     assert {m: [p["requested"] for p in v] for m, v in points.items()} == {"l1-exact": [8, 16], "lapo-i": [8, 16]}
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke(tmp_path):
+    """benchmarks/gpu_check.py's CPU smoke mode: both stages of the counting recipe and an evaluation."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"].startswith("smoke") and not result["device"]["cuda"]
+    assert set(result["train"]["step_seconds"]) == {"discovery", "internalization"}
+    assert result["eval"]["throughput"]["tokens_per_s"] > 0

@@ -1,15 +1,26 @@
-"""Two CPU processes (torchrun, gloo) with a batch layout that splits a group across them.
+"""One launch, both stages, two CPU processes (gloo): DDP, DeepSpeed ZeRO-2 and ZeRO-3, FSDP2.
 
-num_generations=4 and 6 completions per process: each step's 12 completions are 3 groups, and the middle
-group has two completions on each process. The harness (this file run as a script) wraps the reward
-callable to dump, per rank, every completion with the reward the library returned; the test recomputes
-each step's rewards in one process on the same completions and requires them to be equal.
+Each backend is launched once, as a user would (``torchrun`` for DDP, ``accelerate launch`` with a DeepSpeed or
+FSDP config otherwise), with ``-m lapo.cli train``: the launched process on each rank runs each stage in its
+own process (lapo.train.launch). num_generations=4 and 6 completions per process: each step's 12 completions
+are 3 groups, and the middle group has two completions on each process.
+
+A test-only hook (tests/stage_hook/sitecustomize.py, on the stage processes' PYTHONPATH) dumps, per rank,
+every completion with the reward the library returned; the tests recompute each step's rewards, the length
+statistics and the target maps in this one process from the same completions and require them equal.
+
+FSDP on CPU needs a SHIM: accelerate turns FSDP on only for accelerator devices and silently trains DDP on
+CPU; the hook makes accelerate take its FSDP branch on MULTI_CPU (see the hook). The tests assert that each
+stage really trained with the engine asked for (DEEPSPEED with its ZeRO stage, FSDP version 2), not DDP.
+
+Every launch has a timeout: a deadlock fails the test instead of hanging CI.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,9 +28,39 @@ from pathlib import Path
 
 import pytest
 
+from conftest import toy_overrides, write_toy_problems
+
 HERE = Path(__file__).resolve().parent
 NUM_GENERATIONS = 4
 PER_DEVICE = 6  # not a multiple of NUM_GENERATIONS: a group straddles the two processes
+LAUNCH_TIMEOUT = 900  # seconds; a deadlocked collective fails the test
+
+ACCELERATE = {
+    "zero2": {"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2}},
+    # ZeRO-3 with LoRA and without 16-bit saving: the final model must still be gathered, merged, never empty.
+    "zero3": {
+        "distributed_type": "DEEPSPEED",
+        "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": False},
+    },
+    "fsdp2": {
+        "distributed_type": "FSDP",
+        "fsdp_config": {
+            # Sharded checkpoints: the harder case (recipes/accelerate/fsdp.yaml ships FULL_STATE_DICT); each
+            # stage's final/ must still be full Hugging Face weights.
+            "fsdp_version": 2, "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_auto_wrap_policy": "NO_WRAP",
+            "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": False,
+        },
+    },
+}
+EXPECTED_ENGINE = {
+    "ddp": {"distributed_type": "MULTI_CPU"},
+    "zero2": {"distributed_type": "DEEPSPEED", "zero_stage": 2},
+    "zero3": {"distributed_type": "DEEPSPEED", "zero_stage": 3},
+    "fsdp2": {"distributed_type": "FSDP", "fsdp_version": 2},
+}
+BACKENDS = list(EXPECTED_ENGINE)
+RESUMED = ("ddp", "zero2")
+LORA = ("zero3",)  # adapters trained under ZeRO-3, merged into full weights in final/
 
 
 def _free_port() -> int:
@@ -28,122 +69,216 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _harness(out: Path, model_dir: str, dataset: str) -> None:
-    """Runs inside each torchrun process: wrap the reward, train both stages for two steps."""
-    sys.path.insert(0, str(HERE))
-    from conftest import toy_overrides
+def _accelerate_config(backend: str, folder: Path) -> Path:
+    """A 2-process accelerate config. ``use_cpu: false`` so accelerate uses its multi-process launcher (with
+    ``use_cpu: true`` it starts one process); the processes train on CPU through lapo's ``use_cpu=true`` and
+    DeepSpeed's CPU accelerator (``DS_ACCELERATOR=cpu``)."""
+    import yaml
 
-    from lapo.train import rewards
-    from lapo.train import run as train
+    config = {
+        "compute_environment": "LOCAL_MACHINE", "mixed_precision": "no", "num_machines": 1, "num_processes": 2,
+        "machine_rank": 0, "rdzv_backend": "static", "same_network": True, "use_cpu": False,
+        **ACCELERATE[backend],
+    }
+    path = folder / f"{backend}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
-    rank = int(os.environ["RANK"])
-    original = rewards.GroupReward.__call__
 
-    def dumping_call(self, prompts, completions, completion_ids, **kwargs):
-        result = original(self, prompts, completions, completion_ids, **kwargs)
-        step = kwargs["trainer_state"].global_step
-        with (out / f"rank{rank}.jsonl").open("a", encoding="utf-8") as handle:
-            for i, (completion, ids, reward) in enumerate(zip(completions, completion_ids, result)):
-                row = {
-                    "stage": self.__name__, "step": step, "rank": rank, "index": i, "reward": reward,
-                    "completion": completion, "completion_ids": list(ids),
-                    "problem_id": kwargs["problem_id"][i], "answer": kwargs["answer"][i],
-                    "budget": kwargs.get("budget", [None] * len(result))[i],
-                    "budget_fallback": kwargs.get("budget_fallback", [False] * len(result))[i],
-                }
-                handle.write(json.dumps(row) + "\n")
-        return result
-
-    rewards.GroupReward.__call__ = dumping_call
+def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``lapo train`` on 2 CPU processes under ``backend``, both stages, 2 steps each (a checkpoint per step
+    where a resume test needs them)."""
+    dump = folder / "dump"
+    dump.mkdir(exist_ok=True)
+    env = {
+        **os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join([str(HERE / "stage_hook"), os.environ.get("PYTHONPATH", "")]),
+        "LAPO_TEST_DUMP_DIR": str(dump), "LAPO_TEST_FSDP_ON_CPU": "1" if backend == "fsdp2" else "0",
+    }
+    port = str(_free_port())
+    if backend == "ddp":
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+    else:
+        config = _accelerate_config(backend, folder)
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+                    "--main_process_port", port]
     overrides = toy_overrides(
-        Path(model_dir), Path(dataset), out / "run",
-        num_generations=NUM_GENERATIONS, per_device_train_batch_size=PER_DEVICE, max_steps=2,
+        model_dir, dataset, folder / "run", num_generations=NUM_GENERATIONS, per_device_train_batch_size=PER_DEVICE,
+        max_steps=2, save_steps=1000,
     )
-    assert train.main(overrides) == 0
+    if backend in LORA:
+        overrides += ["use_peft=true", "lora_r=4", "lora_alpha=8", "lora_target_modules=[q_proj,v_proj]"]
+    if backend in RESUMED:  # stage 2's checkpoints, for the resume test (stage 1's would cost time for nothing)
+        overrides.append("internalization.save_steps=1")
+    command = [*launcher, "-m", "lapo.cli", "train", *overrides, *extra]  # a bare --resume last
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, cwd=folder)
 
 
-def _read(out: Path) -> dict[tuple[str, int], list[dict]]:
+_RUNS: dict[str, Path | str] = {}  # backend -> its run folder, or why its launch failed (launched once)
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, warm_model_dir):
+    """The run folder of each backend, launched once for the module (each launch costs a minute or more)."""
+
+    def get(backend: str) -> Path:
+        if backend not in _RUNS:
+            folder = tmp_path_factory.mktemp(backend)
+            dataset = write_toy_problems(folder / "toy.jsonl")
+            done = launch(backend, folder, warm_model_dir, dataset)
+            _RUNS[backend] = folder if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-6000:]}"
+        if isinstance(_RUNS[backend], str):
+            pytest.fail(f"the {backend} launch failed, {_RUNS[backend]}")
+        return _RUNS[backend]
+
+    return get
+
+
+# ============================================================================================ recomputing in one process
+
+
+def _read(dump: Path) -> dict[tuple[str, int], list[dict]]:
     """Each (stage, step)'s completions in TRL's global order: rank 0's rows, then rank 1's."""
-    rows = [json.loads(line) for rank in (0, 1) for line in (out / f"rank{rank}.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for rank in (0, 1) for line in (dump / f"rank{rank}.jsonl").read_text().splitlines()]
     batches: dict[tuple[str, int], list[dict]] = {}
     for row in sorted(rows, key=lambda r: (r["rank"], r["index"])):
         batches.setdefault((row["stage"], row["step"]), []).append(row)
     return batches
 
 
-def _single_process(stage: str, rows: list[dict]) -> list[float]:
-    """The same reward computed in this (non-distributed) process on all of the step's completions."""
+class _State:
+    """What TRL passes as ``trainer_state``: the step and epoch the rewards are recorded under."""
+
+    def __init__(self, step: int, epoch: float):
+        self.global_step, self.epoch = step, epoch
+
+
+def _one_process(stage: str, rows: list[dict], stats, targets=None) -> list[float]:
+    """The stage's reward computed in this (non-distributed) process on all of the step's completions."""
     from lapo.core.checker import AnswerChecker
-    from lapo.core.stats import LengthStats
     from lapo.train.rewards import DiscoveryReward, InternalizationReward
 
     checker = AnswerChecker(workers=0)
     if stage == "lapo_discovery":
-        reward = DiscoveryReward(NUM_GENERATIONS, LengthStats(), checker)
+        reward, columns = DiscoveryReward(NUM_GENERATIONS, stats, checker), {}
     else:
-        reward = InternalizationReward(NUM_GENERATIONS, LengthStats(), checker, {}, tighten=False)
-    columns = {"budget": [r["budget"] for r in rows], "budget_fallback": [r["budget_fallback"] for r in rows]}
+        reward = InternalizationReward(NUM_GENERATIONS, stats, checker, targets, tighten=True)
+        columns = {"budget": [r["budget"] for r in rows], "budget_fallback": [r["budget_fallback"] for r in rows]}
     return reward(
         prompts=[""] * len(rows),
         completions=[r["completion"] for r in rows],
         completion_ids=[r["completion_ids"] for r in rows],
         problem_id=[r["problem_id"] for r in rows],
         answer=[r["answer"] for r in rows],
-        **(columns if stage != "lapo_discovery" else {}),
+        trainer_state=_State(rows[0]["step"], rows[0]["epoch"]),
+        **columns,
     )
 
 
-def _naive_per_process(stage: str, rows: list[dict]) -> list[float]:
-    """What a reward that trusted its local slice would return (groups cut at the process boundary)."""
-    out = []
-    for rank in (0, 1):
-        mine = [r for r in rows if r["rank"] == rank]
-        groups: dict[str, list[dict]] = {}
-        for r in mine:
-            groups.setdefault(r["problem_id"], []).append(r)
-        scored = {}
-        for pid, group in groups.items():
-            rewards = _single_process_group(stage, group)
-            scored.update({id(r): v for r, v in zip(group, rewards)})
-        out += [scored[id(r)] for r in mine]
-    return out
+def _recompute(folder: Path):
+    """Rewards, statistics and targets of both stages, computed in this process from the dumped completions."""
+    from lapo.core import io
+    from lapo.core.stats import LengthStats
+
+    batches = _read(folder / "dump")
+    stats = {"lapo_discovery": LengthStats(), "lapo_internalization": LengthStats()}
+    live = dict(io.load_targets(folder / "run" / "targets.json"))  # stage 2 starts from the hand-off
+    rewards = {}
+    for (stage, step), rows in sorted(batches.items()):
+        rewards[stage, step] = _one_process(stage, rows, stats[stage], live)
+    problems = [f"toy-{i}" for i in range(8)]
+    handoff = stats["lapo_discovery"].targets("last", fallback=24, problem_ids=problems)
+    return batches, rewards, stats, handoff, live
 
 
-def _single_process_group(stage: str, group: list[dict]) -> list[float]:
-    from lapo.core.checker import AnswerChecker
-    from lapo.core.length import discovery_rewards, internalization_rewards
-
-    correct = AnswerChecker(workers=0).check_many([r["completion"] for r in group], [r["answer"] for r in group])
-    lengths = [len(r["completion_ids"]) for r in group]
-    if stage == "lapo_discovery":
-        return discovery_rewards(correct, lengths).rewards
-    target = None if group[0]["budget_fallback"] else group[0]["budget"]
-    return internalization_rewards(correct, lengths, target).rewards
+# ============================================================================================ tests
 
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-def test_split_groups_get_whole_group_rewards(tmp_path, warm_model_dir, toy_problems):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-        str(Path(__file__).resolve()), str(tmp_path), str(warm_model_dir), str(toy_problems),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    batches = _read(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_split_groups_get_the_one_process_rewards(launched, backend):
+    batches, rewards, *_ = _recompute(launched(backend))
     assert {stage for stage, _ in batches} == {"lapo_discovery", "lapo_internalization"}
-    split_groups = naive_differs = 0
-    for (stage, step), rows in batches.items():
+    split = 0
+    for key, rows in batches.items():
         assert len(rows) == 2 * PER_DEVICE
-        assert [r["reward"] for r in rows] == _single_process(stage, rows), (stage, step)
+        assert [r["reward"] for r in rows] == rewards[key], key
         groups = [rows[i : i + NUM_GENERATIONS] for i in range(0, len(rows), NUM_GENERATIONS)]
-        split_groups += sum(len({r["rank"] for r in g}) == 2 for g in groups)
-        naive_differs += _naive_per_process(stage, rows) != [r["reward"] for r in rows]
-    assert split_groups == len(batches)  # every step had a group on both processes
-    assert naive_differs > 0  # and trusting the local slice would have given other rewards
+        split += sum(len({r["rank"] for r in g}) == 2 for g in groups)
+    assert split == len(batches)  # every step had a group on both processes
 
 
-if __name__ == "__main__":
-    _harness(Path(sys.argv[1]), sys.argv[2], sys.argv[3])
+@pytest.mark.slow
+@pytest.mark.multiproc
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_statistics_and_targets_equal_the_one_process_computation(launched, backend):
+    from lapo.core import io
+    from lapo.core.stats import LengthStats
+
+    folder = launched(backend)
+    _, _, stats, handoff, live = _recompute(folder)
+    run = folder / "run"
+    assert LengthStats.load(run / "discovery" / "length_stats.jsonl") == stats["lapo_discovery"]
+    assert LengthStats.load(run / "internalization" / "length_stats.jsonl") == stats["lapo_internalization"]
+    assert io.load_targets(run / "targets.json") == handoff
+    assert io.load_targets(run / "internalization" / "targets.json") == {k: live[k] for k in handoff}
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_final_models_load_with_the_trained_weights(launched, backend, warm_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    run = launched(backend) / "run"
+    init = AutoModelForCausalLM.from_pretrained(warm_model_dir).state_dict()
+    previous = init
+    for stage in ("discovery", "internalization"):
+        final = AutoModelForCausalLM.from_pretrained(run / stage / "final").state_dict()
+        assert final.keys() == init.keys()
+        assert all(final[k].shape == init[k].shape for k in init)  # full weights, no empty ZeRO-3 shard
+        changed = [k for k in init if not torch.equal(final[k], previous[k])]
+        assert changed, f"{stage} did not change the weights"
+        if backend in LORA:  # merged adapters: only the LoRA target modules moved
+            assert all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed), changed
+        previous = final
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_stage_trained_with_the_engine_asked_for(launched, backend):
+    run = launched(backend) / "run"
+    info = json.loads((run / "run.json").read_text())["scale_out"]
+    assert info["world_size"] == 2 and info["backend"] == "gloo" and info["stage_processes"]
+    for stage in ("discovery", "internalization"):
+        engine = json.loads((run / stage / "complete.json").read_text())["engine"]
+        assert engine["world_size"] == 2
+        assert {k: engine.get(k) for k in EXPECTED_ENGINE[backend]} == EXPECTED_ENGINE[backend], (stage, engine)
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+@pytest.mark.parametrize("backend", RESUMED)
+def test_resume_continues_stage2_from_its_checkpoint(launched, backend, warm_model_dir):
+    """Stage 2 as if killed after its first checkpoint: --resume skips stage 1 and records what it recorded."""
+    from lapo.core.stats import LengthStats
+
+    source = launched(backend)
+    folder = source.parent / f"{source.name}-resume"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("dump"))
+    stage2 = folder / "run" / "internalization"
+    for name in ("complete.json", "final", "checkpoint-2", "length_stats.jsonl", "targets.json"):
+        path = stage2 / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    done = launch(backend, folder, warm_model_dir, folder / "toy.jsonl", "--resume")
+    assert done.returncode == 0, done.stderr[-6000:]
+    assert (stage2 / "complete.json").is_file() and (stage2 / "final" / "config.json").is_file()
+    original = LengthStats.load(source / "run" / "internalization" / "length_stats.jsonl")
+    assert LengthStats.load(stage2 / "length_stats.jsonl") == original
+    assert not list((folder / "dump").glob("*.jsonl")) or all(
+        json.loads(line)["stage"] == "lapo_internalization"
+        for f in (folder / "dump").glob("*.jsonl") for line in f.read_text().splitlines()
+    )  # stage 1 was not trained again

@@ -90,7 +90,26 @@ def _chat(problem_text: str, tokenizer: Any, fmt: PromptFormat) -> str:
         )
     messages = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
     messages.append({"role": "user", "content": _fill(fmt.user_template, problem_text)})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos) and adds_bos(tokenizer):
+        # A template that writes {{ bos_token }} (DeepSeek-R1-Distill) for a tokenizer that adds BOS itself:
+        # encoding the text (as TRL does, with special tokens) would start with two BOS. One is the tokenizer's.
+        text = text[len(bos):]
+    return text
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether encoding text puts the BOS token in front of it (a post-processor or ``add_bos_token``)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return bos is not None and tokenizer("x")["input_ids"][:1] == [bos]
+
+
+def encode_prompts(tokenizer: Any, prompts: Iterable[str]) -> list[list[int]]:
+    """The token ids of rendered prompts, made as TRL 1.16's GRPOTrainer makes them in training
+    (``processing_class(text=prompts)``: the tokenizer's special tokens added): the one encoding of a prompt,
+    in training, in prompt-length checks and in evaluation."""
+    return tokenizer(list(prompts))["input_ids"]
 
 
 def _ends_with_tag(text: str, tag: str) -> bool:

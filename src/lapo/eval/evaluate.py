@@ -170,9 +170,10 @@ def generate_missing(backend, tokenizer, todo, prompts, budgets, settings, path:
 
     from lapo.core.checker import AnswerChecker
     from lapo.core.extract import extract_answer
+    from lapo.data.prompts import encode_prompts
 
     # Longest prompts first: similar lengths share a batch (less padding) and memory trouble shows at once.
-    lengths = {pid: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for pid, p in prompts.items()}
+    lengths = {pid: len(ids) for pid, ids in zip(prompts, encode_prompts(tokenizer, prompts.values()))}
     todo = sorted(todo, key=lambda unit: -lengths[unit[0].id])
     size = settings.batch_size or (1024 if backend.name == "vllm" else 64)
     new, generated, seconds = [], 0, 0.0

@@ -12,6 +12,7 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Sequence
 
+from lapo.data.prompts import encode_prompts
 from lapo.errors import LapoError
 from lapo.eval.samples import Generation
 
@@ -124,9 +125,7 @@ class TransformersBackend:
         from transformers import LogitsProcessorList
 
         s = self.settings
-        # No special tokens added: the prompt is already rendered (as TRL tokenizes it in training).
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.model.device)
+        enc = prompt_batch(self.tokenizer, prompts).to(self.model.device)
         sampler = [SeededSampler(seeds, s.temperature, s.top_p)] if s.temperature > 0 else []
         with torch.inference_mode(), _threads_for(self.model):
             out = self.model.generate(**enc, generation_config=self.generation_config(enc["input_ids"].shape[1]),
@@ -155,6 +154,12 @@ def _threads_for(model):
         torch.set_num_threads(before)
 
 
+def prompt_batch(tokenizer, prompts: Sequence[str]):
+    """Padded tensors of the prompts, encoded as in training (lapo.data.prompts.encode_prompts: the tokenizer's
+    special tokens added, as TRL does; a template's own BOS was left out when rendering)."""
+    return tokenizer(list(prompts), return_tensors="pt", padding=True)
+
+
 class VLLMBackend:
     """vLLM offline generation, one request per sample with its own seed; same tokens in, same scoring out."""
 
@@ -173,7 +178,7 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         s = self.settings
-        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        ids = encode_prompts(self.tokenizer, prompts)  # token ids in: exactly the training encoding
         params = [SamplingParams(n=1, temperature=s.temperature, top_p=s.top_p if s.temperature > 0 else 1.0,
                                  max_tokens=s.max_new_tokens, seed=seed % 2**31, stop_token_ids=sorted(self.eos_ids))
                   for seed in seeds]

@@ -35,6 +35,7 @@ from lapo.core.budget import DEFAULT_TEMPLATE
 from lapo.core.stats import POLICIES
 from lapo.data.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PROMPT_KINDS, PromptFormat
 from lapo.errors import LapoError, one_line
+from lapo.train import distributed
 
 STAGES = ("discovery", "internalization")
 STAGE_CHOICES = STAGES + ("all",)
@@ -422,8 +423,10 @@ def load_run_config(
     cli = parse_overrides(list(overrides))
     flats = {s: {**sections[s], **cli[s]} for s in STAGES}
     name, knobs = pop_method(flats)
-    for flat in flats.values():
+    for stage_name, flat in flats.items():
         _check_deepspeed_installed(flat)  # before parsing: TrainingArguments imports DeepSpeed for `deepspeed:`
+        distributed.check_precision(flat, stage_name)  # before parsing: it writes the recipe's precision into the environment
+        distributed.check_layout(flat, stage_name)
     stages = {s: parse_stage(s, flat) for s, flat in flats.items()}
     chosen = method_stage(name, stage or stages["discovery"].lapo.stage)
     _check_choice("stage", chosen, STAGE_CHOICES)

@@ -34,6 +34,7 @@ class StagePlan:
     checkpoint: Path | None = None
     stats: LengthStats = dataclasses.field(default_factory=LengthStats)  # records before the checkpoint's step
     live_targets: dict[str, int] | None = None  # stage 2: the (tightened) target map saved with the checkpoint
+    engine: dict | None = None  # what the stage trained with (lapo.train.distributed.engine_of), for complete.json
 
     @property
     def stage_dir(self) -> Path:

@@ -29,6 +29,7 @@ from lapo.core import io
 from lapo.core.stats import LengthStats
 from lapo.errors import ArgumentParser, LapoError, command
 from lapo.models.loading import load_tokenizer
+from lapo.train import distributed, launch
 from lapo.train.config import STAGES, RunConfig, load_run_config
 from lapo.train.handoff import (
     check_targets,
@@ -77,9 +78,10 @@ def prepare(run: RunConfig) -> Prepared:
     return Prepared(run, plans, tokenizer, problems, targets)
 
 
-def execute(prep: Prepared, callbacks: Sequence[TrainerCallback] = ()) -> dict:
+def execute(prep: Prepared, callbacks: Sequence[TrainerCallback] = (), metadata: bool = True) -> dict:
     """Run the planned stages; returns the statistics (and stage 2's final targets) it produced."""
-    write_run_metadata(prep.run)
+    if metadata:  # a stage process after the launch's first leaves run.json to that one
+        write_run_metadata(prep.run)
     result: dict[str, Any] = {"run_dir": str(prep.run.run_dir)}
     targets = prep.targets
     if prep.run.method is not None and not prep.run.method.method.is_lapo:
@@ -98,7 +100,8 @@ def _stage1_and_handoff(prep: Prepared, callbacks) -> tuple[LengthStats, dict[st
     lengths = run_discovery(plan, problems, prep.tokenizer, callbacks)
     targets = make_targets(lengths, problems, plan.cfg, prep.run.fallback_target())
     save_handoff(prep.run, targets)
-    mark_complete(plan.stage_dir, stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets)))
+    summary = stage_summary(lengths, plan.cfg.lapo.target_policy, targets=len(targets), engine=plan.engine)
+    mark_complete(plan.stage_dir, summary)
     return lengths, targets
 
 
@@ -106,7 +109,7 @@ def _method_stage(prep: Prepared, callbacks) -> LengthStats:
     """A single-stage method (plain, L1, ThinkPrune, ...) in the first stage's slot: ``discovery/final``."""
     plan, spec = prep.plans["discovery"], prep.run.method
     lengths = run_method(plan, prep.problems["discovery"], prep.tokenizer, spec, callbacks)
-    mark_complete(plan.stage_dir, stage_summary(lengths, "last", method=spec.name))
+    mark_complete(plan.stage_dir, stage_summary(lengths, "last", method=spec.name, engine=plan.engine))
     return lengths
 
 
@@ -119,7 +122,7 @@ def _stage2(prep: Prepared, targets: dict[str, int], callbacks) -> tuple[LengthS
     lengths, live = run_internalization(plan, problems, prep.tokenizer, targets, fallback, init, callbacks)
     main_process_only(io.save_targets, live, plan.stage_dir / TARGETS_FILE)
     tightened = sum(live[k] < targets[k] for k in live)
-    mark_complete(plan.stage_dir, stage_summary(lengths, "last", targets_tightened=tightened))
+    mark_complete(plan.stage_dir, stage_summary(lengths, "last", targets_tightened=tightened, engine=plan.engine))
     return lengths, live
 
 
@@ -171,6 +174,9 @@ def _arg_parser() -> argparse.ArgumentParser:
         "--resume", nargs="?", const=True, default=False, metavar="CKPT",
         help="continue the run in output_dir from its latest checkpoint, or from CKPT",
     )
+    # Internal (lapo.train.launch): this process is one stage of a launch whose parent runs each stage apart.
+    parser.add_argument("--stage-process", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--no-run-metadata", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -180,11 +186,18 @@ def main(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     if args.method:
         overrides = [*overrides, f"method={args.method}"]
+    distributed.check_launch()
+    if args.stage_process is None and launch.stages_in_processes(launch.colocated_vllm(args.config, overrides)):
+        # Under a launcher (DDP, DeepSpeed, FSDP) or with colocated vLLM: each stage in its own process.
+        return launch.run_stage_processes(args.config, overrides, args.stage, args.resume, ["lapo", "train", *argv])
     # Bad input raises LapoError (recipe, overrides, data, checkpoints: all checked before a model loads);
     # @command prints it as one line with exit status 2.
     run_cfg = load_run_config(args.config, overrides, stage=args.stage, resume=args.resume)
     setup_logging(run_cfg.run_dir)
-    execute(prepare(run_cfg))
+    prep = prepare(run_cfg)
+    if args.stage_process:  # checked the whole run; trains its own stage only
+        prep.plans = {s: p for s, p in prep.plans.items() if s == args.stage_process}
+    execute(prep, metadata=not args.no_run_metadata)
     return 0
 
 

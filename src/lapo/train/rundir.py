@@ -28,6 +28,7 @@ import yaml
 from lapo.core.io import TARGETS_FILE, atomic_write_text  # noqa: F401 - TARGETS_FILE: a run-dir name
 from lapo.core.stats import LengthStats
 from lapo.train.config import STAGES, RunConfig
+from lapo.train.distributed import run_scale_out
 
 STATS_FILE = "length_stats.jsonl"
 # TARGETS_FILE (lapo.core.io): in the run dir the hand-off; in a stage-2 checkpoint the live (tightened) map
@@ -131,6 +132,7 @@ def run_info(run: RunConfig, started: str) -> dict:
         "started": started,
         "git": git_revision(),
         "versions": versions(),
+        "scale_out": run_scale_out(),  # world size, backend, ZeRO stage or FSDP version, stage processes
     }
 
 

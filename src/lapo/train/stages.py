@@ -13,7 +13,7 @@ from typing import Any
 
 from lapo.core.stats import LengthStats
 from lapo.data.problems import Problem, load_problems
-from lapo.data.prompts import BudgetedPrompts, prompt_rows
+from lapo.data.prompts import BudgetedPrompts, encode_prompts, prompt_rows
 from lapo.errors import LapoError
 from lapo.train.callbacks import LogHistoryCallback, StatsCallback
 from lapo.train.config import StageConfig
@@ -58,7 +58,7 @@ def _drop_long_prompts(rows: dict, tokenizer: Any, limit: int | None, budgets) -
     if not limit:
         return rows
     prompts = budgets({**rows})["prompt"] if budgets is not None else rows["prompt"]
-    keep = [len(ids) <= limit for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    keep = [len(ids) <= limit for ids in encode_prompts(tokenizer, prompts)]  # counted as TRL encodes them
     if not any(keep):
         raise LapoError(f"every prompt is longer than max_prompt_length={limit} tokens; raise max_prompt_length.")
     if not all(keep):

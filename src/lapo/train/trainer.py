@@ -7,6 +7,7 @@ when resuming) and saves the final policy as a plain Hugging Face checkpoint.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from trl.trainer.utils import RepeatSampler
 
 from lapo.train.callbacks import MetricsLineCallback
 from lapo.train.config import StageConfig
+from lapo.train.distributed import engine_of
 from lapo.train.rundir import FINAL_DIR
 
 
@@ -111,19 +113,98 @@ def train_stage(cfg: StageConfig, model_name: str, tokenizer, dataset, reward, c
     if any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):  # not with disable_tqdm
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(MetricsLineCallback(cfg.stage))
+    plan.engine = engine_of(trainer)  # what really trained (complete.json): accelerate may fall back to DDP
     trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
     save_final(trainer, tokenizer, plan.stage_dir / FINAL_DIR)
     return trainer
 
 
 def save_final(trainer, tokenizer, folder: Path) -> None:
-    """The final policy in Hugging Face format (LoRA merged in), loadable by transformers and vLLM."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):  # peft: save full weights, not an adapter
-        if trainer.accelerator.is_main_process:
-            model.merge_and_unload().save_pretrained(folder)
-    else:
-        trainer.save_model(str(folder))
-    if trainer.accelerator.is_main_process:
+    """The final policy in Hugging Face format (LoRA merged in), loadable by transformers and vLLM.
+
+    Every rank takes part in gathering the weights (ZeRO-3 and FSDP shard them: a collective), the main
+    process alone writes them; LoRA is merged into a copy built from the gathered weights on the main
+    process, so no rank waits in a collective the others never enter. The folder is then checked: full
+    weights, no empty ZeRO-3 placeholder, before the stage may be marked complete.
+    """
+    acc = trainer.accelerator
+    state = full_state_dict(trainer)
+    if acc.is_main_process:
+        model = acc.unwrap_model(trainer.model)
+        if hasattr(model, "merge_and_unload"):  # peft: save full weights, not an adapter
+            merged_copy(model, state).save_pretrained(folder)
+        else:
+            model.save_pretrained(folder, state_dict=state)
         tokenizer.save_pretrained(folder)
-    trainer.accelerator.wait_for_everyone()
+        check_final(folder)
+    acc.wait_for_everyone()
+
+
+def full_state_dict(trainer) -> dict | None:
+    """The whole model's weights on the main process, gathered from every rank (a collective: all ranks call it)."""
+    acc = trainer.accelerator
+    if str(acc.distributed_type).endswith("DEEPSPEED"):
+        engine = trainer.model_wrapped
+        if acc.deepspeed_config["zero_optimization"].get("stage") == 3:
+            # Gathered whether or not the config asks for 16-bit saving: never empty shards in final/.
+            return engine._zero3_consolidated_16bit_state_dict()
+        return acc.get_state_dict(engine)
+    return acc.get_state_dict(trainer.model)
+
+
+def merged_copy(peft_model, state: dict):
+    """A plain model with the LoRA adapters merged: a copy of ``peft_model`` on CPU loaded with ``state``."""
+    import torch
+
+    clone = _fresh_peft(peft_model)  # never a copy of the live model: its weights may be shards, or on a GPU
+    with torch.no_grad():
+        result = clone.load_state_dict({k: v.to("cpu") for k, v in state.items()}, strict=False)
+    tied = {n for n in result.missing_keys if "lm_head" in n} if clone.config.tie_word_embeddings else set()
+    missing = [n for n in result.missing_keys if n not in tied]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"merging LoRA: gathered weights do not match the model ({(missing + result.unexpected_keys)[:3]})")
+    return clone.merge_and_unload()
+
+
+def _fresh_peft(peft_model):
+    """The same architecture and adapters, built on CPU from the configs (weights come from the state dict)."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = peft_model.get_base_model()
+    with _outside_zero3_init():
+        fresh = AutoModelForCausalLM.from_config(base.config, dtype=base.dtype)
+    return get_peft_model(fresh, peft_model.peft_config["default"])
+
+
+@contextmanager
+def _outside_zero3_init():
+    """Build a model on this process alone even under ZeRO-3: transformers would otherwise build it inside
+    ``deepspeed.zero.Init``, whose broadcasts wait for ranks that never build it (a deadlock)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None  # what transformers' unset_hf_deepspeed_config() does
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def check_final(folder: Path) -> None:
+    """A final model is complete: config, tokenizer, and weights of which none is empty (ZeRO-3 placeholders)."""
+    from safetensors import safe_open
+
+    from lapo.errors import LapoError
+
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not (folder / "config.json").is_file() or not files:
+        raise LapoError(f"{folder} holds no Hugging Face model (config.json and *.safetensors); the stage is not "
+                        "marked complete.")
+    for file in files:
+        with safe_open(str(file), "pt") as handle:
+            for name in handle.keys():
+                if 0 in handle.get_slice(name).get_shape():
+                    raise LapoError(f"{folder}: weight {name} is empty (a ZeRO-3 or FSDP shard was saved instead of "
+                                    "the gathered weights); the stage is not marked complete.")
