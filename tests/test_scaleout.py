@@ -64,6 +64,21 @@ def test_stage_one_process_checks_the_whole_run_and_stage_two_runs_alone():
     assert first[:4] == [sys.executable, "-m", "lapo.cli", "train"] and first[-1] == second[-1] == "a=1"
 
 
+@pytest.mark.parametrize(("method", "stages"), [
+    (None, ("discovery", "internalization")), ("lapo", ("discovery", "internalization")), ("plain", ("discovery",)),
+    ("l1-exact", ("discovery",)), ("lapo-d", ("discovery",)), ("lapo-i", ("internalization",)),
+])
+def test_a_launch_starts_the_stages_its_method_trains(method, stages):
+    """Another method than LAPO trains one stage: a launch must not start a second stage process for it."""
+    overrides = [f"method={method}"] if method else []
+    assert launch.selected_stages(None, overrides, None) == stages
+
+
+def test_a_launched_one_stage_method_refuses_the_other_stage():
+    with pytest.raises(LapoError, match="does not go with method plain"):
+        launch.selected_stages(None, ["method=plain"], "internalization")
+
+
 def test_an_explicit_checkpoint_goes_to_its_own_stage():
     both = launch.STAGE_ORDER
     ckpt = "runs/a/discovery/checkpoint-4"
