@@ -76,7 +76,7 @@ CHANGES = {"model": "other", "dataset": "aime24", "split": "train", "temperature
            "prompt_format": {"kind": "plain"}, "answer_fallback": "last_number"}
 # ... and those that only decide which samples exist, where, or how fast they come.
 SAME_SAMPLES = {"k", "limit", "batch_size", "backend", "label", "device", "tensor_parallel_size",
-                "gpu_memory_utilization", "data_dir", "out", "overwrite", "progress"}
+                "gpu_memory_utilization", "data_dir", "out", "overwrite", "progress", "budget_tolerance"}
 
 
 def _settings(**changes) -> dict:
