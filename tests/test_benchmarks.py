@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -82,3 +84,35 @@ def test_answer_agreement_tiny(tmp_path):
     result = _run_tiny("answer_agreement.py", tmp_path)
     assert result["pairs"] == sum(c["pairs"] for c in result["by_kind"].values()) > 100  # the hand-written cases
     assert result["differences"] and all(d["reason"] != "UNEXPLAINED" for d in result["differences"])
+
+
+@pytest.fixture(scope="module")
+def smollm2_long(tmp_path_factory):
+    """One tiny run of benchmarks/smollm2_long.py: (its JSON, its stdout, its work folder)."""
+    tmp = tmp_path_factory.mktemp("long")
+    out = tmp / "long.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "smollm2_long.py"), "--tiny", "--work", str(tmp / "w"),
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=900, cwd=tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), done.stdout, tmp / "w"
+
+
+def test_smollm2_long_evaluates_every_model_per_level(smollm2_long):
+    result, stdout, _ = smollm2_long
+    assert list(result["models"]) == ["base", "LAPO-D", "LAPO-I", "GRPO"] and "| GRPO |" in stdout
+    assert all(m["by_level"] and m["mean_tokens"] > 0 for m in result["models"].values())
+
+
+def test_smollm2_long_grpo_trains_as_many_steps_as_both_lapo_stages(smollm2_long):
+    result, _, work = smollm2_long
+    steps = [json.loads(line).get("step", 0) for line in (work / "grpo-run" / "discovery" / "log_history.jsonl").open()]
+    assert max(steps) == 2 * result["steps_per_stage"]
+
+
+def test_smollm2_long_grpo_band_holds_every_correct_length(smollm2_long):
+    import yaml
+
+    _, _, work = smollm2_long
+    lapo = yaml.safe_load((work / "grpo-run" / "config.yaml").read_text())["discovery"]["lapo"]
+    assert (lapo["band_low"], lapo["band_high"]) == (0, 100)
