@@ -11,7 +11,7 @@ between rounds), so each pair is measured under the same machine load; the ratio
 median of those ratios is quoted, beside each variant's median step time.
 
 Variants: ``stock`` (= ``fp32+trl_logps``: TRL as it comes, float32), ``before`` (= ``bf16+trl_logps``: the recipe
-before issue 12), ``after`` / ``tuned`` (= ``bf16``: lapo now), or settings joined by ``+``; none changes the algorithm (same prompts, samples per
+before issue 12), ``after`` / ``tuned`` (= ``fp32``: the recipe and lapo now), or settings joined by ``+``; none changes the algorithm (same prompts, samples per
 step, lengths, rewards, KL coefficient beta > 0 with its reference-model forward, optimizer). Results and
 analysis: benchmarks/smollm2_step.md.
 
@@ -77,8 +77,8 @@ KNOBS = {
     "accum2": {"overrides": ["per_device_train_batch_size=8", "gradient_accumulation_steps=2"]},
 }
 # stock: TRL as it comes (float32, TRL's log-probs); before: the recipe before issue 12 (bf16, TRL's log-probs);
-# after / tuned: lapo now (bf16, lapo's CPU log-probs).
-ALIASES = {"stock": "fp32+trl_logps", "before": "bf16+trl_logps", "after": "bf16", "tuned": "bf16"}
+# after / tuned: the recipe now (float32: bf16 autocast is slower on a CPU without bf16 units; lapo's log-probs).
+ALIASES = {"stock": "fp32+trl_logps", "before": "bf16+trl_logps", "after": "fp32", "tuned": "fp32"}
 
 
 def variant_settings(name: str) -> dict:
