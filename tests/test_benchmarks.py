@@ -116,3 +116,13 @@ def test_smollm2_long_grpo_band_holds_every_correct_length(smollm2_long):
     _, _, work = smollm2_long
     lapo = yaml.safe_load((work / "grpo-run" / "config.yaml").read_text())["discovery"]["lapo"]
     assert (lapo["band_low"], lapo["band_high"]) == (0, 100)
+
+
+def test_smollm2_generate_tiny(tmp_path):
+    out = tmp_path / "gen.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "smollm2_generate.py"), "--tiny", "--tokens", "4",
+                           "--rounds", "1", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"fp32-threads1", "bf16-threads1", "fp32-threads2", "bf16-threads2"}
+    assert all(s["wall_ms_per_token"] > 0 for s in summary.values())
