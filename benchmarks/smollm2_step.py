@@ -11,9 +11,9 @@ between rounds), so each pair is measured under the same machine load; the ratio
 median of those ratios is quoted, beside each variant's median step time.
 
 Variants: ``stock`` (= ``fp32+trl_logps``: TRL as it comes, float32), ``before`` (= ``bf16+trl_logps``: the recipe
-before issue 12), ``after`` / ``tuned`` (= ``fp32``: the recipe and lapo now), or settings joined by ``+``; none changes the algorithm (same prompts, samples per
-step, lengths, rewards, KL coefficient beta > 0 with its reference-model forward, optimizer). Results and
-analysis: benchmarks/smollm2_step.md.
+before issue 12), ``after`` / ``tuned`` (= ``fp32``: the recipe and lapo now), or settings joined by ``+``; none
+changes the algorithm (same prompts, samples per step, lengths, rewards, KL coefficient beta > 0 with its
+reference-model forward, optimizer). Results and analysis: benchmarks/smollm2_step.md.
 
 - ``fp32``: ``bf16: false``, whatever the recipe says;
 - ``bf16``: ``bf16: true`` (the recipe's setting now): accelerate autocasts the policy and reference forwards (and

@@ -2,8 +2,9 @@
 
 :class:`LapoGRPOTrainer` changes two things in TRL: a data order that survives a resume
 (:class:`EpochRepeatSampler`), and, on CPU only, which positions TRL's fused LM head projects
-(:func:`compact_lm_head_on_cpu`: the same log-probabilities, less work). :func:`train_stage` builds a trainer for one stage, trains it (from a checkpoint
-when resuming) and saves the final policy as a plain Hugging Face checkpoint.
+(:func:`compact_lm_head_on_cpu`: the same log-probabilities, less work). :func:`train_stage` builds a trainer
+for one stage, trains it (from a checkpoint when resuming) and saves the final policy as a plain Hugging Face
+checkpoint.
 """
 
 from __future__ import annotations
