@@ -10,10 +10,10 @@ completions of up to 128 tokens per step. The first ``--warmup`` steps of each r
 between rounds), so each pair is measured under the same machine load; the ratio is taken per round and the
 median of those ratios is quoted, beside each variant's median step time.
 
-Variants: ``stock`` (= ``fp32``: the recipe before it turned bf16 on: float32, torch's default threads), ``tuned``
-(= ``bf16+gen_autocast``), or settings joined by ``+``; none changes the algorithm (same prompts, samples per
-step, lengths, rewards, KL coefficient beta > 0 with its reference-model forward, optimizer). Results and
-analysis: benchmarks/smollm2_step.md.
+Variants: ``stock`` (= ``fp32+trl_logps``: TRL as it comes, float32), ``before`` (= ``bf16+trl_logps``: the recipe
+before issue 12), ``after`` / ``tuned`` (= ``fp32``: the recipe and lapo now), or settings joined by ``+``; none
+changes the algorithm (same prompts, samples per step, lengths, rewards, KL coefficient beta > 0 with its
+reference-model forward, optimizer). Results and analysis: benchmarks/smollm2_step.md.
 
 - ``fp32``: ``bf16: false``, whatever the recipe says;
 - ``bf16``: ``bf16: true`` (the recipe's setting now): accelerate autocasts the policy and reference forwards (and
@@ -21,6 +21,9 @@ analysis: benchmarks/smollm2_step.md.
   paper's bf16 runs;
 - ``gen_autocast``: generation inside one bfloat16 autocast region (a wrapper here; the proposed lapo.train change);
 - ``threads1``: one intra-op thread instead of ``--threads``;
+- ``trl_logps``: TRL's own log-probabilities on CPU (its fused LM head over every position) instead of lapo's
+  (completion positions only, :func:`lapo.train.trainer.compact_lm_head_on_cpu`; equal values, tested);
+- ``accum2``: each step's 16 completions trained in two halves of 8 (gradient accumulation: the same gradient);
 - ``matmul_high`` / ``matmul_medium``: ``torch.set_float32_matmul_precision``; ``eager``: eager attention;
   ``static_cache``: ``cache_implementation=static``; ``paged``: transformers' continuous batching.
 
@@ -30,7 +33,8 @@ forward, with grad), ``backward``, ``reward`` (LAPO's reward call: answer checks
 ``optimizer`` (optimizer.step), ``other`` (the rest: data, padding, advantages, clipping, logging).
 ``--torch-profile N`` also prints the top N operators of one timed step of the first variant (torch.profiler).
 
-Prints a markdown table and writes JSON to ``--out``. ``--tiny``: a tiny random Qwen2 with a character-level
+Each timed step also records the process's peak resident memory so far (``peak_rss_gib``; a SmolLM2 variant runs
+in a process of its own, so its figure is that variant's peak). Prints a markdown table and writes JSON to ``--out``. ``--tiny``: a tiny random Qwen2 with a character-level
 tokenizer built on the spot, plain prompts, 16 tokens, 4 x 2 completions, one timed step per variant.
 """
 
@@ -65,14 +69,23 @@ KNOBS = {
     # once (PyTorch keeps its cast cache until the outermost region ends). Measured: no gain per step, so
     # lapo does not do it (benchmarks/smollm2_step.md).
     "gen_autocast": {"gen_autocast": True},
+    # TRL's own log-probabilities on CPU too (LapoGRPOTrainer.compact_cpu_logps = False): the fused LM head then
+    # projects every position of the batch, prompt and padding included (lapo projects the completion tokens only).
+    "trl_logps": {"trl_logps": True},
+    # The step's 16 completions in two backward passes of 8 (the same gradient: loss_type grpo averages per
+    # sequence, and the Trainer divides each half by 2); activations of 8 sequences held at a time, not 16.
+    "accum2": {"overrides": ["per_device_train_batch_size=8", "gradient_accumulation_steps=2"]},
 }
-ALIASES = {"stock": "fp32", "tuned": "bf16+gen_autocast"}
+# stock: TRL as it comes (float32, TRL's log-probs); before: the recipe before issue 12 (bf16, TRL's log-probs);
+# after / tuned: the recipe now (float32: bf16 autocast is slower on a CPU without bf16 units; lapo's log-probs).
+ALIASES = {"stock": "fp32+trl_logps", "before": "bf16+trl_logps", "after": "fp32", "tuned": "fp32"}
 
 
 def variant_settings(name: str) -> dict:
     """{threads (None: --threads), float32 matmul precision, recipe overrides} of a variant name."""
-    spec = ALIASES.get(name, name)
-    settings: dict = {"threads": None, "precision": "highest", "overrides": [], "gen_autocast": False}
+    spec = "+".join(ALIASES.get(part, part) for part in name.split("+"))  # "after+threads1" = "bf16+threads1"
+    settings: dict = {"threads": None, "precision": "highest", "overrides": [], "gen_autocast": False,
+                      "trl_logps": False}
     for knob in filter(None, spec.split("+")):
         if knob not in KNOBS:
             raise ValueError(f"unknown setting {knob!r} in variant {name!r}; use stock, tuned or settings of "
@@ -171,6 +184,16 @@ def _lengths(history: list[dict]) -> dict:
     return {"tokens": last.get("completions/mean_length"), "max_tokens": last.get("completions/max_length")}
 
 
+def peak_rss_gib() -> float | None:
+    """This process's peak resident memory so far (each SmolLM2 variant runs in a fresh process)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux kilobytes
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30, 3)
+
+
 def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: int):
     import torch
     from transformers import TrainerCallback
@@ -210,6 +233,7 @@ def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: i
             parts = {k: round(v, 3) for k, v in clock.parts.items()}
             parts["other"] = round(total - sum(parts.values()), 3)
             records.append({"step": state.global_step, "seconds": round(total, 3), "parts": parts,
+                            "peak_rss_gib": peak_rss_gib(),
                             "threads": torch.get_num_threads(), "precision": torch.get_float32_matmul_precision(),
                             **_lengths(state.log_history)})
 
@@ -248,11 +272,13 @@ def run_variant(name: str, args, model: str | None, profile_top: int) -> list[di
 
     from lapo.train import run as train
     from lapo.train.config import load_run_config
+    from lapo.train.trainer import LapoGRPOTrainer
 
     settings = variant_settings(name)
     threads, precision, extra = settings["threads"], settings["precision"], settings["overrides"]
     torch.set_num_threads(threads or args.threads)
     torch.set_float32_matmul_precision(precision)
+    LapoGRPOTrainer.compact_cpu_logps = not settings["trl_logps"]
     clock, records = Clock(), []
     try:
         with tempfile.TemporaryDirectory(prefix="lapo-step-") as tmp, instrument(clock), \
@@ -262,6 +288,7 @@ def run_variant(name: str, args, model: str | None, profile_top: int) -> list[di
     finally:
         torch.set_num_threads(args.threads)
         torch.set_float32_matmul_precision("highest")
+        LapoGRPOTrainer.compact_cpu_logps = True
     return records
 
 
@@ -278,6 +305,7 @@ def summarize(results: dict[str, list[list[dict]]], baseline: str) -> dict:
             "median_s": statistics.median(r["seconds"] for r in steps), "steps": len(steps),
             "round_medians_s": medians, "speedup_per_round": ratios, "speedup": statistics.median(ratios),
             "parts_median_s": parts,
+            "peak_rss_gib": max((r.get("peak_rss_gib") or 0.0) for r in steps) or None,
             "mean_tokens": statistics.mean(r["tokens"] for r in steps if r.get("tokens") is not None)
             if any(r.get("tokens") is not None for r in steps) else None,
         }
@@ -285,13 +313,15 @@ def summarize(results: dict[str, list[list[dict]]], baseline: str) -> dict:
 
 
 def markdown(summary: dict, baseline: str) -> str:
-    head = ("| variant | median s/step | speed-up vs " + baseline + " (median of rounds) | mean tokens | "
-            + " | ".join(PARTS) + " |")
-    lines = [head, "|" + "---|" * (4 + len(PARTS))]
+    head = ("| variant | median s/step | speed-up vs " + baseline + " (median of rounds) | peak RSS GiB | "
+            "mean tokens | " + " | ".join(PARTS) + " |")
+    lines = [head, "|" + "---|" * (5 + len(PARTS))]
     for name, s in summary.items():
         parts = " | ".join(f"{s['parts_median_s'][p]:.2f}" for p in PARTS)
         tokens = f"{s['mean_tokens']:.1f}" if s.get("mean_tokens") is not None else "-"
-        lines.append(f"| {name} | {s['median_s']:.2f} ({s['steps']} steps) | {s['speedup']:.2f}x | {tokens} | {parts} |")
+        rss = f"{s['peak_rss_gib']:.2f}" if s.get("peak_rss_gib") else "-"
+        lines.append(f"| {name} | {s['median_s']:.2f} ({s['steps']} steps) | {s['speedup']:.2f}x | {rss} | {tokens} | "
+                     f"{parts} |")
     return "\n".join(lines)
 
 

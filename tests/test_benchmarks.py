@@ -118,3 +118,42 @@ def test_gpu_check_smoke(tmp_path):
     assert result["mode"].startswith("smoke") and not result["device"]["cuda"]
     assert set(result["train"]["step_seconds"]) == {"discovery", "internalization"}
     assert result["eval"]["throughput"]["tokens_per_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def smollm2_long(tmp_path_factory):
+    """One tiny run of benchmarks/smollm2_long.py: (its JSON, its stdout, its work folder)."""
+    tmp = tmp_path_factory.mktemp("long")
+    out = tmp / "long.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "smollm2_long.py"), "--tiny", "--work", str(tmp / "w"),
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=900, cwd=tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), done.stdout, tmp / "w"
+
+
+def test_smollm2_long_evaluates_every_model_per_level(smollm2_long):
+    result, stdout, _ = smollm2_long
+    assert list(result["models"]) == ["base", "LAPO-D", "LAPO-I", "GRPO"] and "| GRPO |" in stdout
+    assert all(m["by_level"] and m["mean_tokens"] > 0 for m in result["models"].values())
+
+
+def test_smollm2_long_grpo_trains_as_many_steps_as_both_lapo_stages(smollm2_long):
+    result, _, work = smollm2_long
+    steps = [json.loads(line).get("step", 0) for line in (work / "grpo-run" / "discovery" / "log_history.jsonl").open()]
+    assert max(steps) == 2 * result["steps_per_stage"]
+
+
+def test_smollm2_long_grpo_is_the_plain_method(smollm2_long):
+    _, _, work = smollm2_long
+    assert json.loads((work / "grpo-run" / "run.json").read_text())["method"]["name"] == "plain"
+
+
+def test_smollm2_generate_tiny(tmp_path):
+    out = tmp_path / "gen.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "smollm2_generate.py"), "--tiny", "--tokens", "4",
+                           "--rounds", "1", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"fp32-threads1", "bf16-threads1", "fp32-threads2", "bf16-threads2"}
+    assert all(s["wall_ms_per_token"] > 0 for s in summary.values())

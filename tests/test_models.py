@@ -1,7 +1,9 @@
 """Byte/character-level tokenizer, tiny Qwen2 models, aliases and SmolLM2 from GGUF."""
 
 import importlib.util
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,53 @@ def test_smollm2_second_load_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(smollm2, "_convert_gguf", no_conversion)
     model, _ = loading.load_model_and_tokenizer(smollm2.SMOLLM2, cache_dir=tmp_path)
     assert model.config.model_type == "llama"
+
+
+# ----------------------------------------------------------------------------------------------- a fresh cache
+
+
+def _gguf_stand_in(tmp_path, monkeypatch):
+    """The GGUF step replaced by what it hands over (a tiny Llama whose config still says ``quant_method:
+    gguf``, as transformers' GGUF loading leaves it), so that the cache is written in the test, in seconds."""
+    from conftest import make_char_tokenizer, make_tiny_model
+
+    gguf = tmp_path / smollm2.SMOLLM2_FILE
+    gguf.write_bytes(b"GGUF stand-in")
+    tokenizer = make_char_tokenizer()
+
+    def load_gguf(path):
+        model = make_tiny_model(tokenizer, "llama")
+        model.config.quantization_config = {"quant_method": "gguf", "dequantize": False, "gguf_file": path.name}
+        return model, tokenizer
+
+    monkeypatch.setattr(smollm2, "smollm2_gguf_path", lambda: gguf)
+    monkeypatch.setattr(smollm2, "_load_gguf", load_gguf)
+    monkeypatch.setenv("LAPO_CACHE", str(tmp_path / "cache"))
+
+
+def test_cached_checkpoint_is_not_marked_quantized(tmp_path, monkeypatch):
+    _gguf_stand_in(tmp_path, monkeypatch)
+    config = json.loads((Path(smollm2.smollm2_checkpoint()) / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+def test_a_cache_from_an_older_format_is_not_read(tmp_path, monkeypatch):
+    _gguf_stand_in(tmp_path, monkeypatch)
+    first = smollm2.smollm2_checkpoint()
+    monkeypatch.setattr(smollm2, "CACHE_FORMAT", smollm2.CACHE_FORMAT + 1)
+    assert smollm2.smollm2_checkpoint() != first
+
+
+def test_one_grpo_step_trains_from_a_fresh_cache(tmp_path, monkeypatch):
+    # The bug this guards: a cache written with the GGUF quantization_config made TRL's Trainer refuse to train
+    # ("You cannot perform fine-tuning on purely quantized models").
+    from conftest import cpu_overrides, write_toy_problems
+
+    from lapo.train import run as train
+
+    _gguf_stand_in(tmp_path, monkeypatch)
+    problems = write_toy_problems(tmp_path / "toy.jsonl")
+    overrides = cpu_overrides(smollm2.SMOLLM2, problems, tmp_path / "run", max_steps=1, prompt_kind="plain",
+                              plain_template="{problem}", max_completion_length=8)
+    assert train.main(["--config", "smollm2-135m", "--stage", "discovery", *overrides]) == 0
+    assert (tmp_path / "run" / "discovery" / "final" / "config.json").exists()

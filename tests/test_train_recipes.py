@@ -53,7 +53,13 @@ def test_recipe_runs_one_step_per_stage(recipe, tmp_path, tiny_qwen2_dir, tiny_l
     assert run.stages["discovery"].lapo.discovery_weight == length.DISCOVERY_WEIGHT  # the recipe's, not ours
 
 
-def test_smollm2_recipe_trains_in_bf16_on_cpu_as_written():
-    # bf16 autocast is the recipe's CPU speed-up (benchmarks/smollm2_step.py); it must parse with use_cpu.
+def test_smollm2_recipe_trains_in_float32_on_cpu_as_written():
+    # bf16 autocast is emulated, and slower, on CPUs without bf16 units (benchmarks/smollm2_step.md).
     run = load_run_config(RECIPES / "smollm2-135m/config.yaml", [])
-    assert all(stage.grpo.bf16 and stage.grpo.use_cpu for stage in run.stages.values())
+    assert all(not stage.grpo.bf16 and stage.grpo.use_cpu for stage in run.stages.values())
+
+
+def test_smollm2_recipe_steps_are_two_prompts_of_eight_completions():
+    # Trained in two halves of 8 (gradient accumulation), generated as one batch of 16: 2 prompts per step.
+    g = load_run_config(RECIPES / "smollm2-135m/config.yaml", []).stages["discovery"].grpo
+    assert (g.generation_batch_size, g.num_generations, g.gradient_accumulation_steps) == (16, 8, 2)

