@@ -48,34 +48,28 @@ def stages_in_processes(colocated_vllm: bool = False) -> bool:
 
 
 def selected_stages(config: str | None, overrides: list[str], stage: str | None) -> tuple[str, ...]:
-    """Which stages the run selects, from --stage, an override or the recipe's ``stage`` (YAML only: the
-    parent parses no engine configuration, which would start a process group)."""
-    chosen = stage
-    if chosen is None:
-        chosen = parse_overrides(list(overrides))["discovery"].get("stage")
-    if chosen is None and config:
-        chosen = read_recipe(config)[0]["discovery"].get("stage")
-    chosen = chosen or "all"
+    """Which stages the run selects, from --stage, an override or the recipe's ``stage``, and its ``method``."""
+    keys = _run_keys(config, overrides)
+    chosen = stage or keys.get("stage") or "all"
     if chosen not in (*STAGE_ORDER, "all"):
         raise LapoError(f"stage={chosen!r} is not one of 'discovery', 'internalization', 'all'; pick one of those.")
     # Another method than LAPO trains one stage (plain, L1, ... in discovery/; lapo-i in internalization/).
-    chosen = method_stage(_method_name(config, overrides), chosen)
+    chosen = method_stage(keys.get("method") or "lapo", chosen)
     return STAGE_ORDER if chosen == "all" else (chosen,)
-
-
-def _method_name(config: str | None, overrides: list[str]) -> str:
-    """The run's ``method`` from an override (``--method`` becomes one) or the recipe; LAPO's two stages if unset."""
-    name = parse_overrides(list(overrides))["discovery"].get("method")
-    if name is None and config:
-        name = read_recipe(config)[0]["discovery"].get("method")
-    return name or "lapo"
 
 
 def colocated_vllm(config: str | None, overrides: list[str]) -> bool:
     """The recipe (or an override) generates with vLLM inside the training process."""
-    flat = dict(read_recipe(config)[0]["discovery"]) if config else {}
-    flat.update(parse_overrides(list(overrides))["discovery"])
-    return str(flat.get("use_vllm", False)).lower() == "true" and str(flat.get("vllm_mode", "colocate")) == "colocate"
+    keys = _run_keys(config, overrides)
+    return str(keys.get("use_vllm", False)).lower() == "true" and str(keys.get("vllm_mode", "colocate")) == "colocate"
+
+
+def _run_keys(config: str | None, overrides: list[str]) -> dict:
+    """The recipe's keys with the overrides on top, as YAML and strings only: the parent parses no engine
+    configuration (TRL's arguments would start a process group)."""
+    keys = dict(read_recipe(config)[0]["discovery"]) if config else {}
+    keys.update(parse_overrides(list(overrides))["discovery"])
+    return keys
 
 
 def child_command(config, overrides, stage: str, selection: tuple[str, ...], resume, write_metadata: bool) -> list[str]:
