@@ -3,6 +3,10 @@
     python benchmarks/smollm2_long.py --steps 100 --out benchmarks/results/smollm2_long.json   # hours on 2 cores
     python benchmarks/smollm2_long.py --tiny --out /tmp/long.json                              # the test's mode
 
+Hours of CPU: the run can be stopped and continued. ``--resume`` continues each training run from its newest
+checkpoint (``--save-steps``, default every 10 steps; ``lapo train --resume`` semantics: a finished stage is
+skipped) and each evaluation from the samples already on disk (``lapo eval`` resumes by itself).
+
 What it runs, one after the other, all from the shipped ``smollm2-135m`` recipe (``lapo.train.run``, exactly as
 ``lapo train`` runs it) and evaluated with the quickstart's evaluation (held-out test split, ``--k`` samples per
 problem, temperature 0.6, top_p 0.95, the recipe's prompt format, answer fallback and completion limit):
@@ -48,22 +52,23 @@ def settings(args):
     from lapo.quickstart import QuickstartSettings
 
     problems = min(2 * args.steps, SUMS_TRAIN_PROBLEMS)
-    common = [f"max_problems={problems}", "save_steps=100000", "report_to=none"]
+    common = [f"max_problems={problems}", f"save_steps={args.save_steps}", "save_total_limit=1", "report_to=none"]
     common += TINY_OVERRIDES if args.tiny else []
     return QuickstartSettings(out=args.work, model="smollm2-135m-instruct", smoke=args.tiny, k=args.k,
                               eval_problems=args.eval_problems, seed=args.seed, overrides=common)
 
 
-def lapo_config(s, base: str, steps: int):
+def lapo_config(s, base: str, steps: int, resume: bool = False):
     """Both stages of the recipe, ``steps`` steps each, in the quickstart's run folder."""
     import dataclasses
 
     from lapo.quickstart import run_config
 
-    return run_config(dataclasses.replace(s, overrides=[*s.overrides, f"max_steps={steps}"]), base)
+    cfg = run_config(dataclasses.replace(s, overrides=[*s.overrides, f"max_steps={steps}"]), base)
+    return dataclasses.replace(cfg, resume=resume)
 
 
-def grpo_config(s, base: str, steps: int):
+def grpo_config(s, base: str, steps: int, resume: bool = False):
     """Plain GRPO (the ``plain`` method: see the module's docstring), twice as many steps, its own run folder."""
     from lapo.quickstart import SMOKE_OVERRIDES
     from lapo.train.config import load_run_config
@@ -71,7 +76,7 @@ def grpo_config(s, base: str, steps: int):
     overrides = [f"output_dir={s.out / 'grpo-run'}", f"model_name_or_path={base}", f"seed={s.seed}"]
     overrides += (SMOKE_OVERRIDES if s.smoke else []) + s.overrides
     overrides += [f"max_steps={2 * steps}", "method=plain"]
-    return load_run_config(s.preset["recipe"], overrides, stage="discovery")
+    return load_run_config(s.preset["recipe"], overrides, stage="discovery", resume=resume)
 
 
 def brief(summary: dict) -> dict:
@@ -111,19 +116,25 @@ def run(args) -> dict:
 
     s = settings(args)
     base = starting_model(s)
-    lapo_cfg, grpo_cfg = lapo_config(s, base, args.steps), grpo_config(s, base, args.steps)  # checked up front
+    lapo_cfg = lapo_config(s, base, args.steps, args.resume)  # both checked before anything trains
+    grpo_cfg = grpo_config(s, base, args.steps, args.resume)
     s.out.mkdir(parents=True, exist_ok=True)
     if s.smoke:
         build_smoke_model(Path(base))
     how = grading(lapo_cfg, s.out)
-    seconds, summaries = {}, {}
+    # Wall time per phase, summed over every invocation of a resumed benchmark (kept in the work folder).
+    ledger = s.out / "seconds.json"
+    seconds = json.loads(ledger.read_text()) if args.resume and ledger.is_file() else {}
+    summaries = {}
 
     def timed(phase, fn, *a):
         start = time.perf_counter()
         print(f"[{phase}]", flush=True)
-        out = fn(*a)
-        seconds[phase] = round(time.perf_counter() - start, 1)
-        return out
+        try:
+            return fn(*a)
+        finally:
+            seconds[phase] = round(seconds.get(phase, 0.0) + time.perf_counter() - start, 1)
+            ledger.write_text(json.dumps(seconds, indent=1) + "\n")
 
     summaries["base"] = timed("eval base", evaluate_model, s, base, "base", how)
     timed("train LAPO (both stages)", train, lapo_cfg)
@@ -142,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=4, help="samples per test problem (default 4; tiny 2)")
     parser.add_argument("--eval-problems", type=int, default=148, help="test problems (default all 148; tiny 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-steps", type=int, default=10, help="checkpoint every N steps (default 10)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs and evaluations found in --work instead of refusing them")
     parser.add_argument("--work", type=Path, default=Path("runs/smollm2-long"), help="runs and evaluations")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -160,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                    "torch": torch.__version__, "load_average_before": load_before, "load_average_after": _load_average()}
         payload = {"command": sys.argv, "machine": machine, "steps_per_stage": args.steps, "k": args.k,
+                   "resumed": args.resume,
                    "eval_problems": args.eval_problems, "tiny": args.tiny,
                    "seconds_total": round(time.perf_counter() - started, 1), **result}
         args.out.write_text(json.dumps(payload, indent=1) + "\n")

@@ -75,6 +75,10 @@ KNOBS = {
     # The step's 16 completions in two backward passes of 8 (the same gradient: loss_type grpo averages per
     # sequence, and the Trainer divides each half by 2); activations of 8 sequences held at a time, not 16.
     "accum2": {"overrides": ["per_device_train_batch_size=8", "gradient_accumulation_steps=2"]},
+    # Four quarters of 4 completions: the same gradient again, a quarter of the activations at a time.
+    "accum4": {"overrides": ["per_device_train_batch_size=4", "gradient_accumulation_steps=4"]},
+    # Activation checkpointing: each layer's activations are recomputed in backward instead of being kept.
+    "gc": {"overrides": ["gradient_checkpointing=true"]},
 }
 # stock: TRL as it comes (float32, TRL's log-probs); before: the recipe before issue 12 (bf16, TRL's log-probs);
 # after / tuned: the recipe now (float32: bf16 autocast is slower on a CPU without bf16 units; lapo's log-probs).

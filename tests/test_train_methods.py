@@ -45,6 +45,15 @@ def test_each_method_trains_and_moves_the_weights(name, tmp_path, warm_model_dir
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_resume_of_a_finished_method_run_trains_nothing(tmp_path, warm_model_dir, toy_problems):
+    run_dir = tmp_path / "run"
+    argv = ["--method", "plain", *toy_overrides(warm_model_dir, toy_problems, run_dir, max_steps=1)]
+    assert train.main(argv) == 0
+    weights = run_dir / "discovery" / "final" / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    assert train.main([*argv, "--resume"]) == 0 and weights.stat().st_mtime_ns == written
+
+
 def test_run_json_records_the_method_and_its_constants(tmp_path, warm_model_dir, toy_problems):
     run_dir = tmp_path / "run"
     argv = ["--method", "shorterbetter", "method_args.beta=0.02", *toy_overrides(warm_model_dir, toy_problems, run_dir, max_steps=1)]

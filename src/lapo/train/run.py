@@ -85,7 +85,8 @@ def execute(prep: Prepared, callbacks: Sequence[TrainerCallback] = (), metadata:
     result: dict[str, Any] = {"run_dir": str(prep.run.run_dir)}
     targets = prep.targets
     if prep.run.method is not None and not prep.run.method.method.is_lapo:
-        result["method"] = _method_stage(prep, callbacks)
+        if "discovery" in prep.plans:  # absent: --resume found the method's one stage complete
+            result["method"] = _method_stage(prep, callbacks)
         return result
     if "discovery" in prep.plans:
         result["discovery"], targets = _stage1_and_handoff(prep, callbacks)
