@@ -104,3 +104,20 @@ def test_other_devices_keep_trls_choice():
     with compact_lm_head_on_cpu():
         inside = trl_utils._use_triton(torch.device("meta"))
     assert inside == original(torch.device("meta")) and trl_utils._use_triton is original
+
+
+def test_activation_checkpointing_leaves_the_gradients_unchanged(trainer):
+    # The SmolLM2 recipe checkpoints activations (memory); the recomputed forward must give the same gradients.
+    model = trainer.model
+    model.train()
+    plain = _logps(trainer, compact=True)[2]
+    calls, mlp = [], model.model.layers[0].mlp
+    mlp.forward = lambda *a, _real=mlp.forward, **k: calls.append(1) or _real(*a, **k)  # hooks skip the recompute
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        checkpointed = _logps(trainer, compact=True)[2]
+    finally:
+        model.gradient_checkpointing_disable()
+        del mlp.forward
+    assert len(calls) == 2  # the layer ran again in backward: activations were recomputed, not kept
+    torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-6)
