@@ -1,4 +1,6 @@
-"""One launch, both stages, two CPU processes (gloo): DDP, DeepSpeed ZeRO-2 and ZeRO-3, FSDP2.
+"""One launch, both stages, two CPU processes (gloo): DDP, DeepSpeed ZeRO-2, ZeRO-3 (``zero3_init_flag`` on and
+off), FSDP2 (sharded and full state dicts); in each launch one stage trains LoRA adapters and the other the full
+model, and stage 2 resumes from its checkpoint under each engine.
 
 Each backend is launched once, as a user would (``torchrun`` for DDP, ``accelerate launch`` with a DeepSpeed or
 FSDP config otherwise), with ``-m lapo.cli train``: the launched process on each rank runs each stage in its
@@ -35,32 +37,46 @@ NUM_GENERATIONS = 4
 PER_DEVICE = 6  # not a multiple of NUM_GENERATIONS: a group straddles the two processes
 LAUNCH_TIMEOUT = 900  # seconds; a deadlocked collective fails the test
 
-ACCELERATE = {
-    "zero2": {"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2}},
-    # ZeRO-3 with LoRA and without 16-bit saving: the final model must still be gathered, merged, never empty.
-    "zero3": {
-        "distributed_type": "DEEPSPEED",
-        "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": False},
-    },
-    "fsdp2": {
-        "distributed_type": "FSDP",
-        "fsdp_config": {
-            # Sharded checkpoints: the harder case (recipes/accelerate/fsdp.yaml ships FULL_STATE_DICT); each
-            # stage's final/ must still be full Hugging Face weights.
-            "fsdp_version": 2, "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_auto_wrap_policy": "NO_WRAP",
-            "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": False,
-        },
-    },
+_FSDP2 = {
+    "fsdp_version": 2, "fsdp_auto_wrap_policy": "NO_WRAP", "fsdp_reshard_after_forward": True,
+    "fsdp_cpu_ram_efficient_loading": False,
+}
+# Each launch: its accelerate config (None: torchrun, plain DDP) and the one stage trained with LoRA, so that a
+# launch covers its engine both with LoRA (adapters merged into full weights in final/) and without.
+LAUNCHES = {
+    "ddp": (None, "discovery"),
+    "zero2": ({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2}}, "internalization"),
+    # ZeRO-3 without 16-bit saving: the final model must still be gathered, never empty shards.
+    "zero3": (
+        {"distributed_type": "DEEPSPEED",
+         "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": False}},
+        "discovery",
+    ),
+    "zero3-noinit": (
+        {"distributed_type": "DEEPSPEED",
+         "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": False, "zero3_save_16bit_model": True}},
+        "internalization",
+    ),
+    # Sharded checkpoints, the harder case: each stage's final/ must still be full Hugging Face weights.
+    "fsdp2": ({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "SHARDED_STATE_DICT"}},
+              "internalization"),
+    # What recipes/accelerate/fsdp.yaml ships.
+    "fsdp2-full": ({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "FULL_STATE_DICT"}},
+                   "discovery"),
 }
 EXPECTED_ENGINE = {
     "ddp": {"distributed_type": "MULTI_CPU"},
     "zero2": {"distributed_type": "DEEPSPEED", "zero_stage": 2},
-    "zero3": {"distributed_type": "DEEPSPEED", "zero_stage": 3},
-    "fsdp2": {"distributed_type": "FSDP", "fsdp_version": 2},
+    "zero3": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": True},
+    "zero3-noinit": {"distributed_type": "DEEPSPEED", "zero_stage": 3, "zero3_init_flag": False},
+    "fsdp2": {"distributed_type": "FSDP", "fsdp_version": 2, "fsdp_state_dict_type": "SHARDED_STATE_DICT"},
+    "fsdp2-full": {"distributed_type": "FSDP", "fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT"},
 }
-BACKENDS = list(EXPECTED_ENGINE)
-RESUMED = ("zero2",)  # a DeepSpeed checkpoint; a one-process resume (what DDP saves) is tests/test_train_resume.py's
-LORA = ("zero3",)  # adapters trained under ZeRO-3, merged into full weights in final/
+BACKENDS = list(LAUNCHES)
+# --resume of stage 2 from its checkpoint under each engine (zero3-noinit saves what zero3 saves). A one-process
+# resume is tests/test_train_resume.py's.
+RESUMED = ("ddp", "zero2", "zero3", "fsdp2", "fsdp2-full")
+LORA_TARGETS = ("q_proj", "v_proj")
 
 
 def _free_port() -> int:
@@ -78,7 +94,7 @@ def _accelerate_config(backend: str, folder: Path) -> Path:
     config = {
         "compute_environment": "LOCAL_MACHINE", "mixed_precision": "no", "num_machines": 1, "num_processes": 2,
         "machine_rank": 0, "rdzv_backend": "static", "same_network": True, "use_cpu": False,
-        **ACCELERATE[backend],
+        **LAUNCHES[backend][0],
     }
     path = folder / f"{backend}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -93,10 +109,10 @@ def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: s
     env = {
         **os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
         "PYTHONPATH": os.pathsep.join([str(HERE / "stage_hook"), os.environ.get("PYTHONPATH", "")]),
-        "LAPO_TEST_DUMP_DIR": str(dump), "LAPO_TEST_FSDP_ON_CPU": "1" if backend == "fsdp2" else "0",
+        "LAPO_TEST_DUMP_DIR": str(dump), "LAPO_TEST_FSDP_ON_CPU": "1" if backend.startswith("fsdp") else "0",
     }
     port = str(_free_port())
-    if backend == "ddp":
+    if LAUNCHES[backend][0] is None:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:
         config = _accelerate_config(backend, folder)
@@ -106,8 +122,8 @@ def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: s
         model_dir, dataset, folder / "run", num_generations=NUM_GENERATIONS, per_device_train_batch_size=PER_DEVICE,
         max_steps=2, save_steps=1000,
     )
-    if backend in LORA:
-        overrides += ["use_peft=true", "lora_r=4", "lora_alpha=8", "lora_target_modules=[q_proj,v_proj]"]
+    lora_stage = LAUNCHES[backend][1]
+    overrides += [f"{lora_stage}.use_peft=true", "lora_r=4", "lora_alpha=8", f"lora_target_modules=[{','.join(LORA_TARGETS)}]"]
     if backend in RESUMED:  # stage 2's checkpoints, for the resume test (stage 1's would cost time for nothing)
         overrides.append("internalization.save_steps=1")
     command = [*launcher, "-m", "lapo.cli", "train", *overrides, *extra]  # a bare --resume last
@@ -241,8 +257,11 @@ def test_final_models_load_with_the_trained_weights(launched, backend, warm_mode
         assert all(final[k].shape == init[k].shape for k in init)  # full weights, no empty ZeRO-3 shard
         changed = [k for k in init if not torch.equal(final[k], previous[k])]
         assert changed, f"{stage} did not change the weights"
-        if backend in LORA:  # merged adapters: only the LoRA target modules moved
-            assert all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed), changed
+        lora = [k for k in changed if k.endswith(tuple(f"{m}.weight" for m in LORA_TARGETS))]
+        if stage == LAUNCHES[backend][1]:  # merged adapters: only the LoRA target modules moved
+            assert lora == changed, changed
+        else:  # full fine-tuning: the other weights moved too
+            assert len(lora) < len(changed), changed
         previous = final
 
 
@@ -256,6 +275,7 @@ def test_each_stage_trained_with_the_engine_asked_for(launched, backend):
     for stage in ("discovery", "internalization"):
         engine = json.loads((run / stage / "complete.json").read_text())["engine"]
         assert engine["world_size"] == 2
+        assert engine["lora"] == (stage == LAUNCHES[backend][1]), (stage, engine)
         assert {k: engine.get(k) for k in EXPECTED_ENGINE[backend]} == EXPECTED_ENGINE[backend], (stage, engine)
 
 
@@ -278,7 +298,5 @@ def test_resume_continues_stage2_from_its_checkpoint(launched, backend, warm_mod
     assert (stage2 / "complete.json").is_file() and (stage2 / "final" / "config.json").is_file()
     original = LengthStats.load(source / "run" / "internalization" / "length_stats.jsonl")
     assert LengthStats.load(stage2 / "length_stats.jsonl") == original
-    assert not list((folder / "dump").glob("*.jsonl")) or all(
-        json.loads(line)["stage"] == "lapo_internalization"
-        for f in (folder / "dump").glob("*.jsonl") for line in f.read_text().splitlines()
-    )  # stage 1 was not trained again
+    trained = {(stage, step) for stage, step in _read(folder / "dump")}
+    assert trained == {("lapo_internalization", 1)}  # neither stage 1 nor stage 2's first step trained again

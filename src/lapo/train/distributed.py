@@ -69,9 +69,11 @@ def engine_of(trainer) -> dict[str, Any]:
         info["backend"] = None
     if kind == "DEEPSPEED":
         info["zero_stage"] = state.deepspeed_plugin.zero_stage
+        info["zero3_init_flag"] = bool(state.deepspeed_plugin.zero3_init_flag)
     if kind == "FSDP":
         info["fsdp_version"] = state.fsdp_plugin.fsdp_version
         info["fsdp_state_dict_type"] = str(state.fsdp_plugin.state_dict_type).split(".")[-1]
+    info["lora"] = hasattr(acc.unwrap_model(trainer.model), "peft_config")  # adapters trained, merged in final/
     return info
 
 
