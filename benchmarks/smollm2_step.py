@@ -10,8 +10,9 @@ completions of up to 128 tokens per step. The first ``--warmup`` steps of each r
 between rounds), so each pair is measured under the same machine load; the ratio is taken per round and the
 median of those ratios is quoted, beside each variant's median step time.
 
-Variants: ``stock`` (= ``fp32+trl_logps``: TRL as it comes, float32), ``before`` (= ``bf16+trl_logps``: the recipe
-before issue 12), ``after`` / ``tuned`` (= ``fp32``: the recipe and lapo now), or settings joined by ``+``; none
+Variants: ``stock`` (= ``fp32+trl_logps+accum1+nogc``: TRL as it comes on the recipe before issue 12, float32),
+``before`` (= ``bf16+trl_logps+accum1+nogc``: the recipe before issue 12), ``after`` / ``tuned`` (= ``fp32``: the
+recipe and lapo now: two halves of 8, activation checkpointing), or settings joined by ``+``; none
 changes the algorithm (same prompts, samples per step, lengths, rewards, KL coefficient beta > 0 with its
 reference-model forward, optimizer). Results and analysis: benchmarks/smollm2_step.md.
 
@@ -79,10 +80,15 @@ KNOBS = {
     "accum4": {"overrides": ["per_device_train_batch_size=4", "gradient_accumulation_steps=4"]},
     # Activation checkpointing: each layer's activations are recomputed in backward instead of being kept.
     "gc": {"overrides": ["gradient_checkpointing=true"]},
+    # The recipe before issue 12 on these two: all 16 completions in one backward pass, every activation kept.
+    "accum1": {"overrides": ["per_device_train_batch_size=16", "gradient_accumulation_steps=1"]},
+    "nogc": {"overrides": ["gradient_checkpointing=false"]},
 }
-# stock: TRL as it comes (float32, TRL's log-probs); before: the recipe before issue 12 (bf16, TRL's log-probs);
-# after / tuned: the recipe now (float32: bf16 autocast is slower on a CPU without bf16 units; lapo's log-probs).
-ALIASES = {"stock": "fp32+trl_logps", "before": "bf16+trl_logps", "after": "fp32", "tuned": "fp32"}
+# stock: TRL as it comes on the recipe before issue 12 in float32 (TRL's log-probs, one backward pass of 16, no
+# activation checkpointing); before: that recipe as it was (bf16); after / tuned: the recipe now (float32: bf16
+# autocast is slower on a CPU without bf16 units; lapo's log-probs; two halves of 8; activation checkpointing).
+ALIASES = {"stock": "fp32+trl_logps+accum1+nogc", "before": "bf16+trl_logps+accum1+nogc", "after": "fp32",
+           "tuned": "fp32"}
 
 
 def variant_settings(name: str) -> dict:
@@ -182,12 +188,6 @@ def generation_autocast(enabled: bool):
         GRPOTrainer._generate_single_turn = original
 
 
-def _lengths(history: list[dict]) -> dict:
-    """Mean and longest completion of the step (the longest sets how many tokens generate decodes)."""
-    last = next((h for h in reversed(history) if "completions/mean_length" in h), {})
-    return {"tokens": last.get("completions/mean_length"), "max_tokens": last.get("completions/max_length")}
-
-
 def peak_rss_gib() -> float | None:
     """This process's peak resident memory so far (each SmolLM2 variant runs in a fresh process)."""
     try:
@@ -239,7 +239,13 @@ def step_callback(clock: Clock, records: list[dict], warmup: int, profile_top: i
             records.append({"step": state.global_step, "seconds": round(total, 3), "parts": parts,
                             "peak_rss_gib": peak_rss_gib(),
                             "threads": torch.get_num_threads(), "precision": torch.get_float32_matmul_precision(),
-                            **_lengths(state.log_history)})
+                            "tokens": None, "max_tokens": None})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # TRL logs a step's completion lengths (mean; the longest sets how many tokens generate decoded) after
+            # on_step_end, so the history read there holds the previous step's: fill them in here.
+            if records and records[-1].get("tokens") is None and logs and "completions/mean_length" in logs:
+                records[-1].update(tokens=logs["completions/mean_length"], max_tokens=logs.get("completions/max_length"))
 
     return StepTimer()
 

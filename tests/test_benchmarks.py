@@ -38,18 +38,24 @@ def test_smollm2_step_tiny(tmp_path):
         assert summary["steps"] == 1 and summary["median_s"] > 0  # one timed step after one warm-up step
         parts = summary["parts_median_s"]
         assert parts["generate"] > 0 and parts["ref_forward"] > 0 and parts["backward"] > 0  # beta > 0: a reference
+        assert summary["mean_tokens"] > 0  # TRL logs the lengths after the step ends: recorded all the same
     assert result["summary"]["stock"]["speedup"] == 1.0
     assert "| stock |" in done.stdout and "| tuned |" in done.stdout
 
 
-def test_smollm2_step_stock_means_float32_whatever_the_recipe_says():
+def test_smollm2_step_stock_means_the_recipe_before_issue_12_in_float32():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("smollm2_step", BENCHMARKS / "smollm2_step.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    # The recipe trains in bf16 now; "stock" is the before of the before/after and must stay float32.
-    assert module.variant_settings("stock")["overrides"] == ["bf16=false"]
+    # "stock" is the before of the before/after: float32, TRL's log-probabilities, and the recipe's batch layout
+    # and memory settings before issue 12 (one backward pass of 16, no activation checkpointing), whatever the
+    # recipe says now.
+    settings = module.variant_settings("stock")
+    assert settings["trl_logps"] is True
+    assert settings["overrides"] == ["bf16=false", "per_device_train_batch_size=16", "gradient_accumulation_steps=1",
+                                     "gradient_checkpointing=false"]
 
 
 def _run_tiny(script: str, tmp_path: Path) -> dict:
@@ -157,3 +163,20 @@ def test_smollm2_generate_tiny(tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"fp32-threads1", "bf16-threads1", "fp32-threads2", "bf16-threads2"}
     assert all(s["wall_ms_per_token"] > 0 for s in summary.values())
+
+
+def test_cpu_roofline_counts_every_linear_weight_of_the_layers_and_the_head():
+    import importlib.util
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.spec_from_file_location("cpu_roofline", BENCHMARKS / "cpu_roofline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # SmolLM2's shape in small: grouped-query attention (fewer key/value heads), a gated MLP, a tied head.
+    config = LlamaConfig(hidden_size=48, intermediate_size=80, num_hidden_layers=3, num_attention_heads=6,
+                         num_key_value_heads=2, vocab_size=101, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    layers = sum(m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear))
+    assert module.linear_weights(config) == (layers, model.lm_head.weight.numel())

@@ -39,3 +39,26 @@ def test_vllm_backend_request_without_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(gen, "vllm_available", lambda: False)
     with pytest.raises(LapoError, match="pip install"):
         gen.choose_backend("vllm")
+
+
+def _full_sort_nucleus(logits, uniforms, temperature, top_p):
+    """The nucleus draw over the whole sorted vocabulary, as sample_rows did before its top-k fast path."""
+    import torch
+
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs, order = probs.sort(dim=-1, descending=True)
+    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    pick = torch.searchsorted(cdf, uniforms.to(cdf.dtype).unsqueeze(1) * cdf[:, -1:], right=True)
+    return order.gather(1, pick.clamp_(max=probs.shape[-1] - 1)).squeeze(1)
+
+
+@pytest.mark.parametrize("spread", [0.5, 3.0, 12.0])  # flat rows (nucleus wider than the top k) to peaked ones
+def test_sample_rows_draws_what_a_full_sort_of_the_vocabulary_draws(spread):
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(256, 5000, generator=generator) * spread
+    logits[::3] *= 4  # a mix of wide and narrow nuclei in one batch
+    uniforms = torch.rand(256, generator=generator, dtype=torch.float64)
+    fast = gen.sample_rows(logits, uniforms, 0.6, 0.95)
+    assert fast.tolist() == _full_sort_nucleus(logits, uniforms, 0.6, 0.95).tolist()
