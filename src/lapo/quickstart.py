@@ -25,9 +25,9 @@ from lapo.errors import ArgumentParser, LapoError, command
 # samples one generate() call decodes.
 PRESETS = {
     "lapo-counting-base": {"recipe": "counting", "dataset": "counting", "eval_problems": 250},
-    # 15 minutes on a 2-core CPU: 10 GRPO steps take about 10 of them, so each of the three evaluations gets
-    # 24 problems x 4 samples, decoded in one call (every call decodes up to its longest sample, 128 tokens).
-    "smollm2-135m-instruct": {"recipe": "smollm2-135m", "dataset": "sums", "eval_problems": 24, "eval_batch_size": 96},
+    # 15 minutes on a 2-core CPU: 10 GRPO steps take about 11 of them, so each of the three evaluations gets
+    # 20 problems x 4 samples, decoded in one call (every call decodes up to its longest sample, 128 tokens).
+    "smollm2-135m-instruct": {"recipe": "smollm2-135m", "dataset": "sums", "eval_problems": 20, "eval_batch_size": 80},
 }
 # --smoke: a random tiny model, a few steps per stage: the same code path in well under 3 minutes.
 SMOKE_OVERRIDES = [
