@@ -47,17 +47,14 @@ def matmul_gflops(tokens: int, hidden: int, inner: int, threads: int, repeats: i
     return statistics.median(rates)
 
 
-def prompt_lengths(prompts_per_step: int) -> tuple[float, float]:
+def prompt_lengths(fmt, model: str, prompts_per_step: int) -> tuple[float, float]:
     """Mean prompt tokens, and the mean over steps of the longest prompt of a step (what TRL pads to)."""
     from transformers import AutoTokenizer
 
     from lapo.data.prompts import encode_prompts, render_prompt
-    from lapo.models.loading import model_path
     from lapo.tasks.sums import load_split
-    from lapo.train.config import load_run_config
 
-    fmt = load_run_config("smollm2-135m").stages["discovery"].lapo.prompt_format()
-    tokenizer = AutoTokenizer.from_pretrained(model_path("smollm2-135m-instruct"))
+    tokenizer = AutoTokenizer.from_pretrained(model)
     texts = [render_prompt(p["problem"], tokenizer, fmt) for p in load_split("train")]
     lengths = [len(ids) for ids in encode_prompts(tokenizer, texts)]
     batches = [lengths[i : i + prompts_per_step] for i in range(0, len(lengths), prompts_per_step)]
@@ -104,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     stage = load_run_config("smollm2-135m").stages["discovery"]
     sequences = stage.grpo.per_device_train_batch_size * stage.grpo.gradient_accumulation_steps
     prompts_per_step = sequences // stage.grpo.num_generations
-    config = AutoConfig.from_pretrained(model_path("smollm2-135m-instruct"))
+    model = model_path("smollm2-135m-instruct")
+    config = AutoConfig.from_pretrained(model)
     n, head = linear_weights(config)
-    prompt_mean, prompt_max = prompt_lengths(prompts_per_step)
+    prompt_mean, prompt_max = prompt_lengths(stage.lapo.prompt_format(), model, prompts_per_step)
 
     measured: dict = {}
     if args.step_results:

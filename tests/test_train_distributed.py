@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import NamedTuple
+
 import pytest
 
 from conftest import toy_overrides, write_toy_problems
@@ -41,28 +43,36 @@ _FSDP2 = {
     "fsdp_version": 2, "fsdp_auto_wrap_policy": "NO_WRAP", "fsdp_reshard_after_forward": True,
     "fsdp_cpu_ram_efficient_loading": False,
 }
-# Each launch: its accelerate config (None: torchrun, plain DDP) and the one stage trained with LoRA, so that a
-# launch covers its engine both with LoRA (adapters merged into full weights in final/) and without.
+
+
+class Launch(NamedTuple):
+    """An accelerate config (None: torchrun, plain DDP) and the one stage trained with LoRA, so that a launch
+    covers its engine both with LoRA (adapters merged into full weights in final/) and without."""
+
+    accelerate: dict | None
+    lora_stage: str
+
+
 LAUNCHES = {
-    "ddp": (None, "discovery"),
-    "zero2": ({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2}}, "internalization"),
+    "ddp": Launch(None, "discovery"),
+    "zero2": Launch({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2}}, "internalization"),
     # ZeRO-3 without 16-bit saving: the final model must still be gathered, never empty shards.
-    "zero3": (
+    "zero3": Launch(
         {"distributed_type": "DEEPSPEED",
          "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": False}},
         "discovery",
     ),
-    "zero3-noinit": (
+    "zero3-noinit": Launch(
         {"distributed_type": "DEEPSPEED",
          "deepspeed_config": {"zero_stage": 3, "zero3_init_flag": False, "zero3_save_16bit_model": True}},
         "internalization",
     ),
     # Sharded checkpoints, the harder case: each stage's final/ must still be full Hugging Face weights.
-    "fsdp2": ({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "SHARDED_STATE_DICT"}},
-              "internalization"),
+    "fsdp2": Launch({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "SHARDED_STATE_DICT"}},
+                    "internalization"),
     # What recipes/accelerate/fsdp.yaml ships.
-    "fsdp2-full": ({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "FULL_STATE_DICT"}},
-                   "discovery"),
+    "fsdp2-full": Launch({"distributed_type": "FSDP", "fsdp_config": {**_FSDP2, "fsdp_state_dict_type": "FULL_STATE_DICT"}},
+                         "discovery"),
 }
 EXPECTED_ENGINE = {
     "ddp": {"distributed_type": "MULTI_CPU"},
@@ -94,7 +104,7 @@ def _accelerate_config(backend: str, folder: Path) -> Path:
     config = {
         "compute_environment": "LOCAL_MACHINE", "mixed_precision": "no", "num_machines": 1, "num_processes": 2,
         "machine_rank": 0, "rdzv_backend": "static", "same_network": True, "use_cpu": False,
-        **LAUNCHES[backend][0],
+        **LAUNCHES[backend].accelerate,
     }
     path = folder / f"{backend}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -104,15 +114,16 @@ def _accelerate_config(backend: str, folder: Path) -> Path:
 def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: str) -> subprocess.CompletedProcess:
     """``lapo train`` on 2 CPU processes under ``backend``, both stages, 2 steps each (a checkpoint per step
     where a resume test needs them)."""
+    spec = LAUNCHES[backend]
     dump = folder / "dump"
     dump.mkdir(exist_ok=True)
     env = {
         **os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
         "PYTHONPATH": os.pathsep.join([str(HERE / "stage_hook"), os.environ.get("PYTHONPATH", "")]),
-        "LAPO_TEST_DUMP_DIR": str(dump), "LAPO_TEST_FSDP_ON_CPU": "1" if backend.startswith("fsdp") else "0",
+        "LAPO_TEST_DUMP_DIR": str(dump), "LAPO_TEST_FSDP_ON_CPU": "1" if (spec.accelerate or {}).get("distributed_type") == "FSDP" else "0",
     }
     port = str(_free_port())
-    if LAUNCHES[backend][0] is None:
+    if spec.accelerate is None:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:
         config = _accelerate_config(backend, folder)
@@ -122,8 +133,7 @@ def launch(backend: str, folder: Path, model_dir: Path, dataset: Path, *extra: s
         model_dir, dataset, folder / "run", num_generations=NUM_GENERATIONS, per_device_train_batch_size=PER_DEVICE,
         max_steps=2, save_steps=1000,
     )
-    lora_stage = LAUNCHES[backend][1]
-    overrides += [f"{lora_stage}.use_peft=true", "lora_r=4", "lora_alpha=8", f"lora_target_modules=[{','.join(LORA_TARGETS)}]"]
+    overrides += [f"{spec.lora_stage}.use_peft=true", "lora_r=4", "lora_alpha=8", f"lora_target_modules=[{','.join(LORA_TARGETS)}]"]
     if backend in RESUMED:  # stage 2's checkpoints, for the resume test (stage 1's would cost time for nothing)
         overrides.append("internalization.save_steps=1")
     command = [*launcher, "-m", "lapo.cli", "train", *overrides, *extra]  # a bare --resume last
@@ -258,7 +268,7 @@ def test_final_models_load_with_the_trained_weights(launched, backend, warm_mode
         changed = [k for k in init if not torch.equal(final[k], previous[k])]
         assert changed, f"{stage} did not change the weights"
         lora = [k for k in changed if k.endswith(tuple(f"{m}.weight" for m in LORA_TARGETS))]
-        if stage == LAUNCHES[backend][1]:  # merged adapters: only the LoRA target modules moved
+        if stage == LAUNCHES[backend].lora_stage:  # merged adapters: only the LoRA target modules moved
             assert lora == changed, changed
         else:  # full fine-tuning: the other weights moved too
             assert len(lora) < len(changed), changed
@@ -275,7 +285,7 @@ def test_each_stage_trained_with_the_engine_asked_for(launched, backend):
     for stage in ("discovery", "internalization"):
         engine = json.loads((run / stage / "complete.json").read_text())["engine"]
         assert engine["world_size"] == 2
-        assert engine["lora"] == (stage == LAUNCHES[backend][1]), (stage, engine)
+        assert engine["lora"] == (stage == LAUNCHES[backend].lora_stage), (stage, engine)
         assert {k: engine.get(k) for k in EXPECTED_ENGINE[backend]} == EXPECTED_ENGINE[backend], (stage, engine)
 
 

@@ -26,7 +26,8 @@ from lapo.errors import ArgumentParser, LapoError, command
 PRESETS = {
     "lapo-counting-base": {"recipe": "counting", "dataset": "counting", "eval_problems": 250},
     # 15 minutes on a 2-core CPU: 10 GRPO steps take about 11 of them, so each of the three evaluations gets
-    # 20 problems x 4 samples, decoded in one call (every call decodes up to its longest sample, 128 tokens).
+    # 20 problems x 4 samples; 80 samples a generate() call puts them in one call (every call decodes up to its
+    # longest sample, 128 tokens) and bounds the KV cache when --eval-problems or --k ask for more.
     "smollm2-135m-instruct": {"recipe": "smollm2-135m", "dataset": "sums", "eval_problems": 20, "eval_batch_size": 80},
 }
 # --smoke: a random tiny model, a few steps per stage: the same code path in well under 3 minutes.

@@ -62,14 +62,12 @@ def sample_rows(scores, uniforms, temperature: float, top_p: float):
     top, order = probs.topk(k, dim=-1)  # sorted, descending
     # Every token past the k most likely has at least their mass before it: inside the nucleus only if that
     # mass is below top_p. Where it is not, the nucleus lies within the top k.
+    picks = _nucleus_pick(top, order, uniforms, top_p)
     wide = top.sum(-1) < top_p
     if bool(wide.any()):
         full, full_order = probs[wide].sort(dim=-1, descending=True)
-        picks = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
         picks[wide] = _nucleus_pick(full, full_order, uniforms[wide], top_p)
-        picks[~wide] = _nucleus_pick(top[~wide], order[~wide], uniforms[~wide], top_p)
-        return picks
-    return _nucleus_pick(top, order, uniforms, top_p)
+    return picks
 
 
 def _nucleus_pick(sorted_probs, order, uniforms, top_p: float):
